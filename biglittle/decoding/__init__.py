@@ -1,0 +1,1 @@
+"""The decode loop, its policies, acceptance rules, schedules and sampling."""

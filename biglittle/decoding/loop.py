@@ -1,0 +1,135 @@
+"""The one decode loop every token-level policy runs through.
+
+    while budget left:
+        draft:   the small model proposes tokens one by one until the policy's stop rule fires
+        verify:  the big model scores every token it has not seen, in ONE forward pass
+        accept:  the policy's acceptance rule keeps a prefix of the drafts
+        correct: the big model supplies the next token (at the first rejected position,
+                 or after the last accepted one)
+        both caches are cut back to the committed sequence
+
+Baselines are the same loop: big-only drafts nothing, small-only never verifies.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator, Sequence
+
+import torch
+
+from .policies import Policy
+from .result import Stats
+from .sampling import Sampler
+
+
+class TrackedSession:
+    """A backend session plus the token ids it holds, so it can be synced with the committed
+    sequence: whatever it cached beyond the common prefix (rejected drafts) is truncated."""
+
+    def __init__(self, session, role: str, stats: Stats):
+        self.session, self.role, self.stats = session, role, stats
+        self.tokens: list[int] = []
+
+    def sync(self, seq: Sequence[int], min_feed: int = 0) -> list[int]:
+        """Truncate to the longest prefix shared with seq, leaving at least `min_feed` tokens of
+        seq to feed; return the tokens of seq still to feed."""
+        n = 0
+        limit = min(len(self.tokens), len(seq) - min_feed)
+        while n < limit and self.tokens[n] == seq[n]:
+            n += 1
+        if n < len(self.tokens):
+            self.session.truncate(n)
+            del self.tokens[n:]
+        return list(seq[n:])
+
+    def extend(self, ids: list[int], keep: int) -> tuple[torch.Tensor, float]:
+        t0 = time.perf_counter()
+        logp = self.session.extend(ids, keep=keep)
+        dt = time.perf_counter() - t0
+        self.tokens.extend(ids)
+        s = self.stats
+        if self.role == "big":
+            s.big_calls, s.big_s, s.big_positions = s.big_calls + 1, s.big_s + dt, s.big_positions + len(ids)
+        else:
+            s.small_calls, s.small_s = s.small_calls + 1, s.small_s + dt
+        return logp, dt
+
+
+def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampler,
+           max_new_tokens: int, stats: Stats) -> Iterator[tuple[list[int], list[str]]]:
+    """Yield (token_ids, origins) each time tokens are committed. Updates `stats` in place."""
+    ctl = policy.start()
+    eos = (big if big is not None else small).eos_token_ids
+    small_s = TrackedSession(small.session(), "small", stats) if policy.uses_small else None
+    big_s = TrackedSession(big.session(), "big", stats) if policy.uses_big else None
+    seq = list(prompt_ids)
+    produced = 0
+    stats.finish_reason = "length"
+    while produced < max_new_tokens:
+        budget = max_new_tokens - produced
+        limit = ctl.draft_limit()
+        limit = budget if limit is None else min(limit, budget)
+        drafts, q_rows, small_time = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
+        ends = len(drafts) == budget or (drafts and drafts[-1] in eos)
+        new, origins = list(drafts), ["small"] * len(drafts)
+        if ctl.verifies and (ctl.can_reject or not ends):
+            new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time)
+        else:
+            stats.drafted += len(drafts)
+            stats.accepted += len(drafts)
+        stats.rounds += 1
+        seq += new
+        produced += len(new)
+        stats.small_tokens += origins.count("small")
+        stats.big_tokens += origins.count("big")
+        stats.new_tokens = produced
+        for tracked in (small_s, big_s):
+            if tracked is not None:
+                tracked.sync(seq)  # roll back: cut both caches to the committed sequence
+        yield new, origins
+        if new and new[-1] in eos:
+            stats.finish_reason = "eos"
+            return
+
+
+def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], list[torch.Tensor], float]:
+    """Let the small model propose up to `limit` tokens; stop early on the policy's rules or EOS."""
+    drafts: list[int] = []
+    q_rows: list[torch.Tensor] = []
+    elapsed = 0.0
+    if small_s is None or limit == 0:
+        return drafts, q_rows, elapsed
+    feed = small_s.sync(seq, min_feed=1)
+    while len(drafts) < limit:
+        logp, dt = small_s.extend(feed, keep=1)
+        elapsed += dt
+        probs = sampler.probs(logp[-1])
+        if ctl.stop_before(probs):  # BiLD fallback: the unsure token is discarded
+            stats.fallbacks += 1
+            break
+        token = int(sampler.pick(probs))
+        drafts.append(token)
+        q_rows.append(probs)
+        if token in eos or ctl.stop_after(probs):
+            break
+        feed = [token]
+    return drafts, q_rows, elapsed
+
+
+def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time):
+    """One big forward pass over everything it has not seen; keep a prefix of drafts plus its token."""
+    k = len(drafts)
+    feed = big_s.sync(seq + drafts, min_feed=k + 1)
+    logp, big_time = big_s.extend(feed, keep=k + 1)
+    draft_t = torch.tensor([drafts], dtype=torch.long)
+    q = torch.stack(q_rows).unsqueeze(0) if q_rows else None
+    n, nxt = ctl.accept(draft_t, q, logp.unsqueeze(0), sampler)
+    stats.drafted += k
+    stats.accepted += n
+    stats.rollbacks += int(n < k)
+    ctl.update(k, n, small_s=small_time, big_s=big_time, big_block=len(feed))
+    new, origins = drafts[:n], ["small"] * n
+    ended_on_eos = n == k and k > 0 and drafts[-1] in eos
+    if n < budget and not ended_on_eos:
+        new, origins = new + [nxt], origins + ["big"]
+    return new, origins

@@ -1,0 +1,69 @@
+"""What a generation returns: the tokens, who wrote each one, and the statistics."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Stats:
+    """Counters for one generation. Data, never prints; `to_dict()` for JSON."""
+    policy: str = ""
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    small_tokens: int = 0       # new tokens written by the small model (kept drafts)
+    big_tokens: int = 0         # new tokens written by the big model (corrections, fallbacks, bonus)
+    big_calls: int = 0          # forward passes of the big model (prompt included)
+    small_calls: int = 0        # forward passes of the small model (prompt included)
+    big_positions: int = 0      # tokens the big model scored, over all calls
+    rounds: int = 0             # draft → verify rounds
+    drafted: int = 0            # tokens the small model proposed and sent for checking
+    accepted: int = 0           # of those, kept
+    rollbacks: int = 0          # rounds in which the big model discarded drafts
+    fallbacks: int = 0          # rounds the small model ended by handing over (BiLD)
+    finish_reason: str = ""     # "length", "eos" or "stop"
+    wall_s: float = 0.0
+    small_s: float = 0.0        # time inside small-model calls
+    big_s: float = 0.0          # time inside big-model calls
+    degraded: bool = False      # True if the big model was lost mid-way and the small one finished
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_big_call(self) -> float:
+        return self.new_tokens / self.big_calls if self.big_calls else float(self.new_tokens)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(acceptance_rate=self.acceptance_rate, tokens_per_big_call=self.tokens_per_big_call,
+                 tokens_per_s=self.tokens_per_s)
+        return d
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    origins: list[str]          # per new token: "small" or "big"
+    stats: Stats
+    text: str | None = None     # None when the model has no tokenizer
+    prompt_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "token_ids": self.token_ids, "origins": self.origins,
+                "stats": self.stats.to_dict()}
+
+
+@dataclass
+class Chunk:
+    """One step of `stream`: the tokens committed since the last chunk and their text.
+
+    The last chunk has `final` set to the whole GenerationResult (stats included)."""
+    token_ids: list[int]
+    origins: list[str]
+    text: str = ""
+    final: GenerationResult | None = None

@@ -1,0 +1,204 @@
+"""The public entry points: `generate` (whole result) and `stream` (chunks as they are committed).
+
+This file checks the inputs, turns the prompt into token ids, runs the decode loop and turns
+committed tokens into text, honouring stop strings.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator, Sequence
+
+from .decoding.loop import decode
+from .decoding.policies import BiLD, Policy
+from .decoding.result import Chunk, GenerationResult, Stats
+from .decoding.sampling import Sampler
+from .errors import ConfigError, PromptError, VocabMismatchError
+
+# Text whose token ids must agree between two tokenizers that claim to be the same.
+_TOKENIZER_PROBE = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # Grüße, 你好! 3.14"
+
+
+def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
+             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+             seed: int | None = 0, stop: str | Sequence[str] | None = None,
+             chat: bool = False) -> GenerationResult:
+    """Generate up to `max_new_tokens` tokens after `prompt` with a small and a big model.
+
+    prompt: a string (tokenized with the big model's tokenizer; chat=True applies its chat
+    template, and a list of {"role", "content"} messages is also accepted then) or a list of
+    token ids. small may be None for BigOnly, big may be None for SmallOnly.
+    """
+    final = None
+    for chunk in stream(small, big, prompt, policy=policy, max_new_tokens=max_new_tokens,
+                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat):
+        final = chunk.final
+    assert final is not None
+    return final
+
+
+def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
+           temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+           seed: int | None = 0, stop: str | Sequence[str] | None = None,
+           chat: bool = False) -> Iterator[Chunk]:
+    """Like `generate`, but yields a Chunk each time tokens are committed (never tokens that a
+    later rollback could take back). The last chunk carries the whole result in `.final`.
+    Closing the iterator early stops the generation."""
+    policy = BiLD() if policy is None else policy
+    sampler = Sampler(temperature, top_k, top_p, seed)  # validates the sampling settings
+    check_pair(small, big, policy)
+    lead = big if policy.uses_big else small
+    prompt_ids = encode_prompt(lead, prompt, chat)
+    check_budget(prompt_ids, max_new_tokens, [m for m in (small, big) if m is not None], lead.vocab_size)
+    stops = _stop_list(stop, lead)
+    return _run(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops)
+
+
+def _run(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops) -> Iterator[Chunk]:
+    stats = Stats(policy=policy.describe(), prompt_tokens=len(prompt_ids))
+    text = TextTracker(lead.tokenizer, stops)
+    token_ids: list[int] = []
+    origins: list[str] = []
+    t0 = time.perf_counter()
+    steps = decode(small, big, prompt_ids, policy, sampler, max_new_tokens, stats)
+    for new, who in steps:
+        keep, delta = text.add(new)
+        token_ids += new[:keep]
+        origins += who[:keep]
+        if text.stopped:  # a stop string ended the text: stop the loop, this becomes the last chunk
+            steps.close()
+            stats.finish_reason = "stop"
+            last = Chunk(new[:keep], who[:keep], delta)
+            break
+        yield Chunk(new, who, delta)
+    else:
+        last = Chunk([], [], text.flush())
+    stats.wall_s = time.perf_counter() - t0
+    stats.new_tokens = len(token_ids)
+    stats.small_tokens, stats.big_tokens = origins.count("small"), origins.count("big")
+    last.final = GenerationResult(token_ids, origins, stats, text.text if lead.tokenizer else None,
+                                  list(prompt_ids))
+    yield last
+
+
+class TextTracker:
+    """Turns committed token ids into text deltas, cuts the text at the first stop string,
+    and holds back text that may still become a stop string or is an incomplete character."""
+
+    def __init__(self, tokenizer, stops: list[str]):
+        self.tok, self.stops = tokenizer, stops
+        self.ids: list[int] = []
+        self.emitted = ""
+        self.stopped = False
+        self.text = ""
+
+    def add(self, new: list[int]) -> tuple[int, str]:
+        """Add committed tokens; return (how many of them to keep, the text to emit now)."""
+        if self.tok is None:
+            self.ids += new
+            return len(new), ""
+        for keep in range(1, len(new) + 1):  # token by token only while a stop string could appear
+            full = self.tok.decode(self.ids + new[:keep]) if self.stops else None
+            cut = _first_stop(full, self.stops) if full is not None else -1
+            if cut >= 0:
+                self.ids += new[:keep]
+                self.stopped, self.text = True, full[:cut]
+                return keep, self._delta(self.text)
+            if not self.stops:
+                break
+        self.ids += new
+        self.text = self.tok.decode(self.ids)
+        return len(new), self._delta(_safe_prefix(self.text, self.stops))
+
+    def flush(self) -> str:
+        """Whatever was held back, once no more tokens will come."""
+        return self._delta(self.text) if self.tok else ""
+
+    def _delta(self, upto: str) -> str:
+        if not upto.startswith(self.emitted) or len(upto) <= len(self.emitted):
+            return ""
+        delta, self.emitted = upto[len(self.emitted):], upto
+        return delta
+
+
+def _first_stop(text: str, stops: list[str]) -> int:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else -1
+
+
+def _safe_prefix(text: str, stops: list[str]) -> str:
+    """The part of text that is final: no trailing partial character, no tail that could
+    still grow into a stop string."""
+    text = text.rstrip("\ufffd")
+    hold = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                hold = max(hold, n)
+                break
+    return text[: len(text) - hold]
+
+
+# ---------------------------------------------------------------- input checks
+
+def check_pair(small, big, policy: Policy) -> None:
+    """The models the policy needs are there and share one vocabulary."""
+    if policy.uses_big and big is None:
+        raise ConfigError(f"policy {policy.name!r} needs a big model (got big=None)")
+    if policy.uses_small and small is None:
+        raise ConfigError(f"policy {policy.name!r} needs a small model (got small=None); "
+                          "use BigOnly() to run the big model alone")
+    if small is None or big is None or not (policy.uses_small and policy.uses_big):
+        return
+    if small.vocab_size != big.vocab_size:
+        raise VocabMismatchError(
+            f"the small and big models have different vocabularies (small: {small.vocab_size} tokens, "
+            f"big: {big.vocab_size} tokens); big–little decoding needs models that share a tokenizer")
+    if small.tokenizer is not None and big.tokenizer is not None:
+        a, b = small.tokenizer.encode(_TOKENIZER_PROBE), big.tokenizer.encode(_TOKENIZER_PROBE)
+        if a != b:
+            raise VocabMismatchError(
+                f"the small and big models have vocabularies of the same size ({big.vocab_size}) but "
+                "their tokenizers split text differently; big–little decoding needs one shared tokenizer")
+
+
+def encode_prompt(model, prompt, chat: bool) -> list[int]:
+    if isinstance(prompt, str) or (chat and isinstance(prompt, list) and prompt and isinstance(prompt[0], dict)):
+        if isinstance(prompt, str) and not prompt.strip():
+            raise PromptError("the prompt is empty")
+        if model.tokenizer is None:
+            raise PromptError(f"{model.spec} has no tokenizer: pass the prompt as a list of token ids")
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        ids = model.tokenizer.apply_chat(messages) if chat else model.tokenizer.encode(prompt)
+    elif isinstance(prompt, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        ids = list(prompt)
+        bad = [t for t in ids if not 0 <= t < model.vocab_size]
+        if bad:
+            raise PromptError(f"prompt token ids must be in [0, {model.vocab_size}); got {bad[:5]}")
+    else:
+        raise PromptError("the prompt must be a string or a list of token ids "
+                          "(or, with chat=True, a list of {'role', 'content'} messages)")
+    if not ids:
+        raise PromptError("the prompt is empty")
+    return ids
+
+
+def check_budget(prompt_ids: list[int], max_new_tokens: int, models: list, vocab_size: int) -> None:
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be an integer ≥ 1, got {max_new_tokens!r}")
+    windows = [m.context_length for m in models if m.context_length]
+    if windows and len(prompt_ids) + max_new_tokens > min(windows):
+        raise PromptError(
+            f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) is "
+            f"{len(prompt_ids) + max_new_tokens} tokens, beyond the context window of {min(windows)}; "
+            "shorten the prompt or lower max_new_tokens")
+
+
+def _stop_list(stop, model) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if not all(isinstance(s, str) and s for s in stops):
+        raise ConfigError(f"stop must be a non-empty string or a list of them, got {stop!r}")
+    if model.tokenizer is None:
+        raise ConfigError("stop strings need a tokenizer; this model takes token ids only")
+    return stops

@@ -1,0 +1,55 @@
+"""The backend protocol every model meets: a model hands out sessions, a session caches one sequence.
+
+    session = model.session()
+    logp = session.extend(token_ids)   # append tokens; log-probs [len(token_ids), vocab]
+    session.truncate(n)                # keep the first n positions (rollback is just this)
+    len(session)                       # positions cached
+
+Row i of `extend`'s result is the log-distribution of the token that follows token_ids[i].
+Log-probs are float32 torch tensors on the CPU, whatever the backend computes in.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Session(Protocol):
+    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
+        """Append tokens to the cache and return log-probs [n, vocab] for the appended positions.
+
+        `keep` (optional) returns only the last `keep` rows, which saves work and memory when
+        a long prompt is fed; the default returns all rows.
+        """
+        ...
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n cached positions, drop the rest, without recomputing the kept ones."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int]) -> str: ...
+
+    def apply_chat(self, messages: list[dict]) -> list[int]:
+        """Token ids of a chat conversation rendered with the model's chat template,
+        ending with the prompt for the assistant's turn."""
+        ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    spec: str                    # how the user named it, e.g. "hf:/models/qwen"
+    backend: str                 # "hf", "llama.cpp", "remote", ...
+    vocab_size: int              # rows of the output distribution
+    context_length: int | None   # positions the model can attend to; None if unknown
+    tokenizer: Tokenizer | None  # None: the model takes token-id prompts only
+    eos_token_ids: frozenset[int]
+
+    def session(self) -> Session: ...

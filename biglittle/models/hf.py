@@ -1,0 +1,121 @@
+"""Hugging Face transformers backend: any causal LM from a local folder or a hub id.
+
+The session keeps a `DynamicCache`; `truncate` crops it in place, so a rollback never
+recomputes the positions it keeps.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+
+from ..errors import ModelSpecError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class HFTokenizer:
+    """Adapter from a transformers tokenizer to biglittle's tokenizer protocol."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=True))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tok.decode(list(token_ids), skip_special_tokens=True)
+
+    def apply_chat(self, messages: list[dict]) -> list[int]:
+        if not getattr(self.tok, "chat_template", None):
+            raise ModelSpecError("this model's tokenizer has no chat template; drop --chat / chat=True")
+        out = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(out, dict) or hasattr(out, "keys"):  # BatchEncoding in some versions
+            out = out["input_ids"]
+        return list(out)
+
+
+class HFSession:
+    def __init__(self, model: "HFModel"):
+        from transformers import DynamicCache
+
+        self._model = model
+        self._cache = DynamicCache(config=model.net.config)
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    @torch.inference_mode()
+    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
+        ids = torch.tensor([list(token_ids)], dtype=torch.long)
+        n = ids.shape[1]
+        if n == 0:
+            raise ValueError("extend needs at least one token")
+        keep = n if keep is None else max(1, min(keep, n))
+        # the cache object is updated in place by the forward pass
+        out = self._model.net(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=keep)
+        self._len += n
+        return torch.log_softmax(out.logits[0, -keep:].float(), dim=-1)
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= self._len:
+            raise ValueError(f"cannot truncate a session of {self._len} positions to {n}")
+        if n < self._len:
+            self._cache.crop(n - self._len)  # transformers 5: a negative count removes that many
+            self._len = n
+
+
+class HFModel:
+    backend = "hf"
+
+    def __init__(self, spec: str, net, tokenizer: HFTokenizer | None):
+        self.spec = spec
+        self.net = net
+        self.tokenizer = tokenizer
+        cfg = net.config
+        self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
+        self.context_length = getattr(cfg, "max_position_embeddings", None)
+        self.eos_token_ids = frozenset(_eos_ids(net, tokenizer))
+
+    def session(self) -> HFSession:
+        return HFSession(self)
+
+    def __repr__(self) -> str:
+        return f"HFModel({self.spec!r}, vocab={self.vocab_size})"
+
+
+def _eos_ids(net, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(net, "generation_config", None), net.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    if tokenizer is not None and tokenizer.tok.eos_token_id is not None:
+        ids.add(int(tokenizer.tok.eos_token_id))
+    return ids
+
+
+def load_hf(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFModel:
+    """Load a causal LM with transformers. `path_or_id` is a local folder or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    looks_local = path_or_id.startswith((".", "/", "~")) or os.path.exists(path_or_id)
+    path = os.path.expanduser(path_or_id)
+    if looks_local and not os.path.isdir(path):
+        raise ModelSpecError(f"{spec}: no such model folder {path!r}")
+    try:
+        net = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{spec}: could not load the model weights ({e})") from e
+    net.eval()
+    try:
+        tok = HFTokenizer(AutoTokenizer.from_pretrained(path))
+    except (OSError, ValueError, TypeError):
+        tok = None  # a weights-only folder: token-id prompts still work
+    return HFModel(spec, net, tok)
