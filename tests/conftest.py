@@ -18,14 +18,14 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def big_path(tiny_dir):
-    return make_model(str(tiny_dir / "big"), layers=2, hidden=64, seed=1, sharpen=30.0)
+    return make_model(str(tiny_dir / "big"), layers=2, hidden=64, seed=1, sharpen=50.0)
 
 
 @pytest.fixture(scope="session")
 def small_path(tiny_dir, big_path):
-    """The big model's first layer plus weight noise: agrees with it often, not always, and is
+    """The big model plus weight noise: agrees with it often, not always, and is
     sometimes confident, sometimes not, so every branch of every policy runs."""
-    return make_draft_of(big_path, str(tiny_dir / "small"), keep_layers=1, noise=0.2, seed=2)
+    return make_draft_of(big_path, str(tiny_dir / "small"), keep_layers=2, noise=0.2, seed=2)
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +41,11 @@ def small(small_path):
 @pytest.fixture(scope="session")
 def text_pair(tiny_dir):
     """(small, big) with a shared byte-level tokenizer and a chat template."""
-    b = make_model(str(tiny_dir / "tbig"), layers=2, hidden=64, seed=11, sharpen=30.0, tokenizer=True)
-    s = make_draft_of(b, str(tiny_dir / "tsmall"), keep_layers=1, noise=0.2, seed=12, tokenizer=True)
+    b = make_model(str(tiny_dir / "tbig"), layers=2, hidden=64, seed=11, sharpen=50.0, tokenizer=True)
+    s = make_draft_of(b, str(tiny_dir / "tsmall"), keep_layers=2, noise=0.2, seed=12, tokenizer=True)
     return bl.load_model(f"hf:{s}"), bl.load_model(f"hf:{b}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def prompt():
     return [3, 1, 4, 1, 5, 9, 2, 6]

@@ -122,7 +122,7 @@ def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_
     feed = big_s.sync(seq + drafts, min_feed=k + 1)
     logp, big_time = big_s.extend(feed, keep=k + 1)
     draft_t = torch.tensor([drafts], dtype=torch.long)
-    q = torch.stack(q_rows).unsqueeze(0) if q_rows else None
+    q = torch.stack(q_rows).unsqueeze(0) if q_rows else logp.new_zeros((1, 0, logp.shape[-1]))
     n, nxt = ctl.accept(draft_t, q, logp.unsqueeze(0), sampler)
     stats.drafted += k
     stats.accepted += n

@@ -1,0 +1,89 @@
+"""Speculative sampling is lossless: the joint distribution of the first two new tokens equals
+the big model's, checked by a chi-square test on a tiny vocabulary. The same test must reject
+the small model's distribution, or it would prove nothing."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+import biglittle as bl
+from biglittle.decoding.sampling import Sampler
+from tiny import make_model
+
+VOCAB = 6
+RUNS = 2000
+PROMPT = [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def vocab_pair(tiny_dir):
+    big = make_model(str(tiny_dir / "v_big"), layers=2, hidden=32, vocab=VOCAB, seed=21, sharpen=3.0)
+    small = make_model(str(tiny_dir / "v_small"), layers=1, hidden=32, vocab=VOCAB, seed=22, sharpen=3.0)
+    return bl.load_model(f"hf:{small}"), bl.load_model(f"hf:{big}")
+
+
+def joint(model, sampler: Sampler) -> np.ndarray:
+    """Exact P(t1, t2 | prompt) under the model's processed distribution, by enumeration."""
+    out = np.zeros((VOCAB, VOCAB))
+    s = model.session()
+    p1 = sampler.probs(s.extend(PROMPT)[-1])
+    for a in range(VOCAB):
+        s.truncate(len(PROMPT))
+        p2 = sampler.probs(s.extend([a])[-1])
+        out[a] = (p1[a] * p2).numpy()
+    return out / out.sum()
+
+
+def sample_counts(small, big, policy, **kw) -> np.ndarray:
+    counts = np.zeros((VOCAB, VOCAB))
+    for seed in range(RUNS):
+        r = bl.generate(small, big, PROMPT, policy=policy, max_new_tokens=2, seed=seed, **kw)
+        counts[r.token_ids[0], r.token_ids[1]] += 1
+    return counts
+
+
+def chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
+    """Chi-square goodness of fit, pooling cells expected below 5 into one."""
+    exp = probs.ravel() * counts.sum()
+    obs = counts.ravel()
+    big_cells = exp >= 5
+    obs_k = np.append(obs[big_cells], obs[~big_cells].sum())
+    exp_k = np.append(exp[big_cells], exp[~big_cells].sum())
+    if exp_k[-1] == 0:
+        if obs_k[-1] > 0:
+            return 0.0  # an outcome the distribution calls impossible was drawn
+        obs_k, exp_k = obs_k[:-1], exp_k[:-1]
+    return float(chisquare(obs_k, exp_k).pvalue)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.8, top_k=4, top_p=0.95)],
+                         ids=["t1", "t0.8-topk4-topp0.95"])
+@pytest.mark.parametrize("draft", [1, 3])
+def test_speculative_sampling_matches_big_distribution(vocab_pair, settings, draft):
+    small, big = vocab_pair
+    sampler = Sampler(seed=0, **settings)
+    p_big, p_small = joint(big, sampler), joint(small, sampler)
+    tv = 0.5 * np.abs(p_big - p_small).sum()
+    assert tv > 0.15, "the pair is too alike for this test to mean anything"
+
+    counts = sample_counts(small, big, bl.Speculative(draft=draft), **settings)
+    assert chi2_pvalue(counts, p_big) > 1e-3          # consistent with the big model
+    assert chi2_pvalue(counts, p_small) < 1e-6        # and the test can tell the small one apart
+    assert 0.5 * np.abs(counts / RUNS - p_big).sum() < 0.06
+
+
+def test_big_only_sampling_matches_big_distribution(vocab_pair):
+    small, big = vocab_pair
+    sampler = Sampler(temperature=1.0)
+    counts = sample_counts(None, big, bl.BigOnly(), temperature=1.0)
+    assert chi2_pvalue(counts, joint(big, sampler)) > 1e-3
+
+
+def test_same_seed_same_sample(vocab_pair):
+    small, big = vocab_pair
+    kw = dict(max_new_tokens=12, temperature=1.0, seed=7)
+    a = bl.generate(small, big, PROMPT, policy=bl.Speculative(draft=3), **kw)
+    b = bl.generate(small, big, PROMPT, policy=bl.Speculative(draft=3), **kw)
+    assert a.token_ids == b.token_ids
