@@ -19,6 +19,11 @@ err = Console(stderr=True, highlight=False)
 ORIGIN_STYLE = {"small": "green", "big": "bold magenta"}
 
 
+@app.callback()
+def main_callback():
+    """Big–little LLM decoding: a small model writes most tokens, a big model checks and corrects them."""
+
+
 class PolicyName(str, Enum):
     bild = "bild"
     speculative = "speculative"
