@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from typing import Iterator, Sequence
 
-from .decoding.loop import decode
 from .decoding.policies import BiLD, Policy
 from .decoding.result import Chunk, GenerationResult, Stats
 from .decoding.sampling import Sampler
@@ -59,7 +58,7 @@ def _run(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops) -
     token_ids: list[int] = []
     origins: list[str] = []
     t0 = time.perf_counter()
-    steps = decode(small, big, prompt_ids, policy, sampler, max_new_tokens, stats)
+    steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats)
     for new, who in steps:
         keep, delta = text.add(new)
         token_ids += new[:keep]

@@ -33,13 +33,20 @@ def _number(name: str, value, low: float = 0.0, allow_inf: bool = False) -> floa
 
 
 class Policy:
-    """Base for all token-level policies."""
+    """Base for all policies. Token-level policies supply a controller for the shared loop;
+    a policy with a loop of its own (contrastive decoding, cascades) overrides `run`."""
     name = "policy"
     uses_small = True
     uses_big = True
 
     def start(self) -> "Controller":
         raise NotImplementedError
+
+    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats):
+        """Yield (token_ids, origins) as tokens are committed, updating `stats` in place."""
+        from .loop import decode
+
+        return decode(small, big, prompt_ids, self, sampler, max_new_tokens, stats)
 
     def describe(self) -> str:
         args = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))  # type: ignore[arg-type]

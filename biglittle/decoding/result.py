@@ -25,6 +25,7 @@ class Stats:
     small_s: float = 0.0        # time inside small-model calls
     big_s: float = 0.0          # time inside big-model calls
     degraded: bool = False      # True if the big model was lost mid-way and the small one finished
+    extra: dict = field(default_factory=dict)  # policy-specific facts (e.g. which model a cascade chose, and why)
 
     @property
     def acceptance_rate(self) -> float:
