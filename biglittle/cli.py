@@ -19,6 +19,11 @@ err = Console(stderr=True, highlight=False)
 ORIGIN_STYLE = {"small": "green", "big": "bold magenta"}
 
 
+from .cli_models import app as _models_app  # noqa: E402
+
+app.add_typer(_models_app, name="models")
+
+
 @app.callback()
 def main_callback():
     """Big–little LLM decoding: a small model writes most tokens, a big model checks and corrects them."""
@@ -111,10 +116,18 @@ def load_pair(small: Optional[str], big: Optional[str], policy, dtype: str):
     """Load the models the policy needs, with a spinner (loading can take a while)."""
     import biglittle as bl
 
-    if policy.uses_big and not big:
-        fail("pass --big SPEC (e.g. --big hf:/path/to/model)")
-    if policy.uses_small and not small:
-        fail("pass --small SPEC (e.g. --small hf:/path/to/model)")
+    from . import catalog
+
+    if (policy.uses_big and not big) or (policy.uses_small and not small):
+        # no model named: the embedded default pair, on its fastest measured backends
+        pair = catalog.get_pair(catalog.DEFAULT_PAIR)
+        small = small or f"{pair.backends[0]}:{pair.small}"
+        big = big or f"{pair.backends[1]}:{pair.big}"
+        err.print(f"[dim]using the default pair {pair.name!r}: --small {small} --big {big}[/]")
+    for spec in (small if policy.uses_small else None, big if policy.uses_big else None):
+        name = (spec or "").partition(":")[2] if ":" in (spec or "") else spec
+        if name in catalog.MODELS:  # fetch on first use, with progress bars, before the spinner
+            catalog.ensure(name, reporter=catalog.RichReporter(err), announce=catalog.announce)
     with err.status("loading models…"):
         small_m = bl.load_model(small, dtype=dtype) if policy.uses_small else None
         big_m = bl.load_model(big, dtype=dtype) if policy.uses_big else None

