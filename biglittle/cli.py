@@ -149,6 +149,13 @@ def origin_text(result, tokenizer) -> Text:
     return text
 
 
+# Commands that live in their own modules (they import helpers from this one, so register last).
+from .cli_bench import bench, sweep  # noqa: E402
+
+app.command("bench")(bench)
+app.command("sweep")(sweep)
+
+
 def main():  # pragma: no cover
     app()
 
