@@ -38,8 +38,15 @@ def convert(gguf_path: str, dtype: str, target: Path) -> Path:
     folder, name = os.path.split(os.path.abspath(gguf_path))
     log.info("dequantizing %s to %s with transformers (once; later loads use the safetensors cache)",
              gguf_path, dtype)
+    extra = {}
+    try:  # ask for plain dense weights even where packed-GGUF kernels are installed
+        from transformers import GgufConfig
+
+        extra["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
     try:
-        net = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=DTYPES[dtype])
+        net = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=DTYPES[dtype], **extra)
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelSpecError(f"transformers could not load the GGUF {gguf_path!r} ({e})") from e
