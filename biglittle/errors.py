@@ -22,3 +22,7 @@ class VocabMismatchError(BigLittleError):
 
 class PromptError(BigLittleError):
     """The prompt is empty, too long, or not something we can tokenize."""
+
+
+class RemoteError(BigLittleError):
+    """A remote model server is down, too slow, or answered something we cannot use."""

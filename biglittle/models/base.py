@@ -35,7 +35,9 @@ class Session(Protocol):
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
-    def decode(self, token_ids: Sequence[int]) -> str: ...
+    def decode(self, token_ids: Sequence[int], skip_special: bool = True) -> str:
+        """Text of the tokens; skip_special=False keeps special tokens such as <|im_end|>."""
+        ...
 
     def apply_chat(self, messages: list[dict]) -> list[int]:
         """Token ids of a chat conversation rendered with the model's chat template,

@@ -24,8 +24,8 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(self.tok.encode(text, add_special_tokens=True))
 
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tok.decode(list(token_ids), skip_special_tokens=True)
+    def decode(self, token_ids: Sequence[int], skip_special: bool = True) -> str:
+        return self.tok.decode(list(token_ids), skip_special_tokens=skip_special)
 
     def apply_chat(self, messages: list[dict]) -> list[int]:
         if not getattr(self.tok, "chat_template", None):

@@ -44,8 +44,8 @@ class LlamaCppTokenizer:
         # text such as "<|im_end|>" becomes its special token
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self._llm.detokenize(list(token_ids), special=False).decode("utf-8", errors="replace")
+    def decode(self, token_ids: Sequence[int], skip_special: bool = True) -> str:
+        return self._llm.detokenize(list(token_ids), special=not skip_special).decode("utf-8", errors="replace")
 
     def apply_chat(self, messages: list[dict]) -> list[int]:
         if not self.chat_template:
