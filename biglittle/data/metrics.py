@@ -1,0 +1,142 @@
+"""Quality metrics for the benchmark tasks, and agreement between two token streams.
+
+Every score is "higher is better" and on a 0-100 scale (ROUGE F1 x 100, sacreBLEU's BLEU and
+chrF as they come, accuracy in percent), so a table can show them side by side.
+`agreement` is a fraction in [0, 1]: it compares tokens, not text.
+
+rouge-score and sacrebleu are imported on first use: they come with the `bench` extra.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+from decimal import Decimal, InvalidOperation
+from typing import Sequence
+
+
+def _check_lengths(outputs: Sequence[str], references: Sequence[str]) -> None:
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} outputs but {len(references)} references: they must pair up")
+    if not outputs:
+        raise ValueError("no outputs to score")
+
+
+def rouge(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 (x 100) with Porter stemming, as `rouge-score` computes them."""
+    from rouge_score import rouge_scorer
+
+    _check_lengths(outputs, references)
+    keys = ("rouge1", "rouge2", "rougeL")
+    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
+    totals = dict.fromkeys(keys, 0.0)
+    for out, ref in zip(outputs, references):
+        scores = scorer.score(ref, out)          # score(target, prediction)
+        for k in keys:
+            totals[k] += scores[k].fmeasure
+    return {k: 100.0 * v / len(outputs) for k, v in totals.items()}
+
+
+def bleu_chrf(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU and chrF from sacrebleu (one reference per output), both 0-100."""
+    import sacrebleu
+
+    _check_lengths(outputs, references)
+    outs, refs = list(outputs), [list(references)]
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(outs, refs).score),
+        "chrf": float(sacrebleu.corpus_chrf(outs, refs).score),
+    }
+
+
+# A number: optional minus sign, either digits grouped by commas (1,234,567) or plain digits,
+# then an optional decimal part. "3, 4" stays two numbers because of the space.
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_RE = re.compile(_NUMBER)
+_MARKERS = (
+    re.compile(r"####\s*"),                                  # GSM8K's own answer line
+    re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE),   # "the answer is", "Answer: ", "final answer ="
+    re.compile(r"\\boxed\{\s*"),                             # LaTeX \boxed{...}
+)
+
+
+def extract_number(text: str) -> str | None:
+    """The final numeric answer in a model's output, normalized ("1,234.50" -> "1234.5"), or None.
+
+    Looks, in order, after the last "####", the last "answer is"/"answer:", the last "\\boxed{";
+    the first number following the marker wins. Without a marker (or with no number after it)
+    it takes the last number in the text. Currency signs, units and commas are ignored.
+    """
+    text = text.replace("\u2212", "-")  # Unicode minus
+    for marker in _MARKERS:
+        hits = list(marker.finditer(text))
+        if hits:
+            tail = text[hits[-1].end():]
+            tail = re.sub(r"^[\s$€£*]+", "", tail)   # "is $1,200" / "is **42**"
+            m = _NUMBER_RE.search(tail[:40])
+            if m:
+                return _normalize(m.group())
+    numbers = _NUMBER_RE.findall(text)
+    return _normalize(numbers[-1]) if numbers else None
+
+
+def _normalize(number: str) -> str:
+    try:
+        d = Decimal(number.replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the regex only matches valid numbers
+        return number
+    if d == d.to_integral_value():
+        return str(d.quantize(Decimal(1)))  # "28080.00" -> "28080"
+    return format(d.normalize(), "f")
+
+
+def numbers_equal(a: str | None, b: str | None) -> bool:
+    """True when both parse to the same number ("1,200" == "1200.0")."""
+    if a is None or b is None:
+        return False
+    try:
+        return Decimal(a.replace(",", "")) == Decimal(b.replace(",", ""))
+    except InvalidOperation:
+        return a.strip() == b.strip()
+
+
+def gsm_accuracy(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Exact-match accuracy (percent) of the final number in each output against the reference number."""
+    _check_lengths(outputs, references)
+    hits = sum(numbers_equal(extract_number(o), extract_number(str(r))) for o, r in zip(outputs, references))
+    return {"accuracy": 100.0 * hits / len(outputs)}
+
+
+def _as_list(tokens) -> list:
+    return tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
+
+
+def agreement(a_tokens, b_tokens) -> dict[str, float | int | bool]:
+    """How far two generations agree, token by token (e.g. a method's output against big-only).
+
+    Returns
+      agreement      fraction of positions equal over the first min(len(a), len(b)) tokens
+                     (1.0 when both are empty, 0.0 when only one is);
+      exact          the two sequences are identical;
+      common_prefix  length of the longest common prefix, in tokens;
+      compared       min(len(a), len(b)), the number of positions compared.
+    """
+    a, b = _as_list(a_tokens), _as_list(b_tokens)
+    n = min(len(a), len(b))
+    same = [x == y for x, y in zip(a, b)]
+    prefix = next((i for i, s in enumerate(same) if not s), n)
+    if n:
+        frac = sum(same) / n
+    else:
+        frac = 1.0 if len(a) == len(b) else 0.0
+    return {"agreement": frac, "exact": a == b, "common_prefix": prefix, "compared": n}
+
+
+def mean_agreement(results: Sequence[dict]) -> dict[str, float]:
+    """Average a list of `agreement` results: mean agreement, exact-match rate, mean common prefix."""
+    if not results:
+        raise ValueError("no agreement results to average")
+    return {
+        "agreement": statistics.mean(r["agreement"] for r in results),
+        "exact": statistics.mean(1.0 if r["exact"] else 0.0 for r in results),
+        "common_prefix": statistics.mean(r["common_prefix"] for r in results),
+    }
