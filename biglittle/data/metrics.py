@@ -62,17 +62,16 @@ _MARKERS = (
 def extract_number(text: str) -> str | None:
     """The final numeric answer in a model's output, normalized ("1,234.50" -> "1234.5"), or None.
 
-    Looks, in order, after the last "####", the last "answer is"/"answer:", the last "\\boxed{";
-    the first number following the marker wins. Without a marker (or with no number after it)
-    it takes the last number in the text. Currency signs, units and commas are ignored.
+    Looks, in order, right after the last "####", the last "answer is"/"answer:", the last
+    "\\boxed{" for a number (currency signs and bold marks skipped). Without a marker, or with
+    no number right after it, it takes the last number in the text. Commas are ignored.
     """
     text = text.replace("\u2212", "-")  # Unicode minus
     for marker in _MARKERS:
         hits = list(marker.finditer(text))
         if hits:
             tail = text[hits[-1].end():]
-            tail = re.sub(r"^[\s$€£*]+", "", tail)   # "is $1,200" / "is **42**"
-            m = _NUMBER_RE.search(tail[:40])
+            m = _NUMBER_RE.match(re.sub(r"^[\s$€£*]+", "", tail))   # "is $1,200" / "is **42**"
             if m:
                 return _normalize(m.group())
     numbers = _NUMBER_RE.findall(text)
