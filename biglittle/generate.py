@@ -20,16 +20,19 @@ _TOKENIZER_PROBE = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2) 
 def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              seed: int | None = 0, stop: str | Sequence[str] | None = None,
-             chat: bool = False) -> GenerationResult:
+             chat: bool = False, allow_topk_sampling: bool = False) -> GenerationResult:
     """Generate up to `max_new_tokens` tokens after `prompt` with a small and a big model.
 
     prompt: a string (tokenized with the big model's tokenizer; chat=True applies its chat
     template, and a list of {"role", "content"} messages is also accepted then) or a list of
     token ids. small may be None for BigOnly, big may be None for SmallOnly.
+    allow_topk_sampling: let a big model that reports only top-k log-probs (a remote server) be
+    sampled from its renormalised top-k; without it such a model is greedy-only.
     """
     final = None
     for chunk in stream(small, big, prompt, policy=policy, max_new_tokens=max_new_tokens,
-                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat):
+                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat,
+                        allow_topk_sampling=allow_topk_sampling):
         final = chunk.final
     assert final is not None
     return final
@@ -38,13 +41,18 @@ def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: i
 def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
            temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = 0, stop: str | Sequence[str] | None = None,
-           chat: bool = False) -> Iterator[Chunk]:
+           chat: bool = False, allow_topk_sampling: bool = False) -> Iterator[Chunk]:
     """Like `generate`, but yields a Chunk each time tokens are committed (never tokens that a
     later rollback could take back). The last chunk carries the whole result in `.final`.
     Closing the iterator early stops the generation."""
     policy = BiLD() if policy is None else policy
     sampler = Sampler(temperature, top_k, top_p, seed)  # validates the sampling settings
     check_pair(small, big, policy)
+    if not sampler.greedy and policy.uses_big and not getattr(big, "full_distribution", True) \
+            and not allow_topk_sampling:
+        raise ConfigError(f"{big.spec} reports only the top-k of each distribution, so sampling from it would "
+                          "not be exact; use temperature=0, or pass allow_topk_sampling=True to sample from "
+                          "the renormalised top-k (an approximation)")
     lead = big if policy.uses_big else small
     prompt_ids = encode_prompt(lead, prompt, chat)
     check_budget(prompt_ids, max_new_tokens, [m for m in (small, big) if m is not None], lead.vocab_size)

@@ -17,7 +17,8 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .policies import Policy
+from ..errors import RemoteError
+from .policies import Policy, SmallOnly
 from .result import Stats
 from .sampling import Sampler
 
@@ -73,7 +74,16 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
         ends = len(drafts) == budget or (drafts and drafts[-1] in eos)
         new, origins = list(drafts), ["small"] * len(drafts)
         if ctl.verifies and (ctl.can_reject or not ends):
-            new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time)
+            try:
+                new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time)
+            except RemoteError as e:
+                if small_s is None or getattr(big, "on_failure", "raise") != "small-only":
+                    raise
+                # the big model's server is gone: finish with the small model, and say so
+                stats.degraded, stats.extra["degraded_reason"] = True, str(e)
+                ctl, big_s = SmallOnly().start(), None
+                stats.drafted += len(drafts)
+                stats.accepted += len(drafts)
         else:
             stats.drafted += len(drafts)
             stats.accepted += len(drafts)

@@ -13,6 +13,12 @@ def _load_hf(spec: str, rest: str, **kw) -> Model:
     return load_hf(spec, rest, **kw)
 
 
+def _load_remote(spec: str, rest: str, **kw) -> Model:
+    from .remote import load_remote
+
+    return load_remote(spec, rest, **kw)
+
+
 def _gguf_file(spec: str, rest: str) -> str:
     """The GGUF file a gguf:/hf-gguf: spec names: a path, or a catalog model (pulled if needed)."""
     import os
@@ -42,6 +48,8 @@ LOADERS: dict[str, tuple[Callable[..., Model], str]] = {
     "gguf": (_load_gguf, "gguf:<file.gguf or catalog name>   llama.cpp (quantized, fast on CPUs)"),
     "hf-gguf": (_load_hf_gguf, "hf-gguf:<file.gguf or catalog name>   transformers dequantizes the GGUF "
                 "(cached as safetensors)"),
+    "remote": (_load_remote, "remote:<http://host:port>#<model>   the big model on a biglittle, vLLM or "
+               "llama-cpp-python server"),
 }
 
 

@@ -1,0 +1,364 @@
+"""Remote backend: the big model behind an OpenAI-compatible server (edge–cloud split).
+
+Spec: remote:<base_url>#<model>, e.g. remote:http://127.0.0.1:8000#qwen2.5-coder-1.5b
+(without #<model>, the server's first model).
+
+A session keeps its token ids locally; `truncate` is bookkeeping. `extend` scores the new block
+in ONE request that resends the whole sequence (servers with prefix caching — vLLM,
+llama.cpp — reuse the shared prefix). Three ways to score, detected from the server's
+OpenAPI description:
+
+  biglittle   `biglittle serve`'s POST /v1/score: token ids in; for each position the log-prob
+              of the given next token and the top-k. Exact.
+  vllm        vLLM's /v1/completions with token-id prompts and `prompt_logprobs`. Exact for the
+              given tokens and the top-k.
+  llama-cpp   llama-cpp-python's server (`python -m llama_cpp.server`): text prompts only, so the
+              text is checked to re-tokenize to the same ids; `echo` + `logprobs` give the top-k of
+              each position's next-token distribution. Its `token_logprobs` are shifted by one
+              (the log-prob it reports for token i comes from the distribution after token i),
+              so we read only the top-k lists, and a given token outside the top-k counts as
+              improbable (−inf): greedy speculative decoding stays exact (such a token is not the
+              argmax) and BiLD rolls it back (conservative: never keeps a token it cannot check).
+
+Rows come back dense ([n, vocab]) with −inf where the server said nothing, so greedy decoding
+and BiLD work unchanged. Sampling needs whole distributions: the model says so
+(`full_distribution = False`) and `generate` refuses to sample unless the caller opts into the
+top-k approximation (`allow_topk_sampling=True`).
+
+Faults: connect and read timeouts, up to `retries` retries with exponential backoff (scoring is
+idempotent), and a clear `RemoteError` when the server is down, too slow, or answers nonsense.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+from urllib.parse import urlparse
+
+import torch
+
+from ..errors import ModelSpecError, RemoteError, VocabMismatchError
+
+PROBE_TEXT = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # Grüße, 你好! 3.14"
+
+
+@dataclass
+class Rows:
+    """What a server told us about the distributions after positions start … start+n−1."""
+    top: list[dict[int, float]]        # per row: top-k token id → log-prob
+    given: list[float | None]          # per row: log-prob of the next given token (None: unknown/last)
+
+
+class Http:
+    """A small JSON-over-HTTP client with timeouts, retries and errors that say what happened."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, connect_timeout: float = 3.0,
+                 read_timeout: float = 30.0, retries: int = 2, backoff: float = 0.2):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.retries, self.backoff = retries, backoff
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self.requests = 0
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            self.requests += 1
+            try:
+                r = self.client.request(method, path, json=body)
+            except httpx.ConnectError as e:
+                last = f"cannot connect ({e})"
+                continue
+            except httpx.TimeoutException:
+                last = f"no answer within {self.client.timeout.read:g} s (read timeout)"
+                continue
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+                continue
+            if r.status_code >= 500 or r.status_code == 429:
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+                continue
+            if r.status_code >= 400:
+                raise RemoteError(f"{self.base_url}{path} refused the request: HTTP {r.status_code}: {r.text[:300]}")
+            try:
+                return r.json()
+            except ValueError:
+                raise RemoteError(f"{self.base_url}{path} answered with something that is not JSON: "
+                                  f"{r.text[:200]!r}") from None
+        raise RemoteError(f"the big-model server {self.base_url} failed {path} after "
+                          f"{self.retries + 1} tries: {last}")
+
+    def close(self):
+        self.client.close()
+
+
+def _malformed(what: str, e: Exception) -> RemoteError:
+    return RemoteError(f"malformed scoring response from the server ({what}: {type(e).__name__}: {e})")
+
+
+class BiglittleDialect:
+    name = "biglittle"
+
+    def __init__(self, http: Http, model: str):
+        self.http, self.model = http, model
+
+    def vocab_size(self) -> int | None:
+        return None  # known after the first score; reported by the server
+
+    def tokenize(self, text: str) -> list[int] | None:
+        return None
+
+    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
+        resp = self.http.call("POST", "/v1/score", {"model": self.model, "token_ids": ids, "start": start,
+                                                    "top_k": top_k})
+        try:
+            rows = resp["rows"]
+            return Rows([{int(t): float(lp) for t, lp in row["top"]} for row in rows],
+                        [row.get("next_logprob") for row in rows])
+        except (KeyError, TypeError, ValueError) as e:
+            raise _malformed("rows", e) from None
+
+
+class VllmDialect:
+    """vLLM: token-id prompts, `prompt_logprobs=k` (the given token's log-prob plus the top-k for
+    every prompt position but the first), and `logprobs=k` on one generated token for the row
+    after the last token (tokens returned as ids with `return_tokens_as_token_ids`)."""
+    name = "vllm"
+
+    def __init__(self, http: Http, model: str):
+        self.http, self.model = http, model
+
+    def tokenize(self, text: str) -> list[int] | None:
+        return self.http.call("POST", "/tokenize", {"model": self.model, "prompt": text})["tokens"]
+
+    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
+        if start < 0:
+            raise RemoteError("vLLM reports no distribution before the first token")
+        body = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "logprobs": top_k,
+                "prompt_logprobs": top_k, "return_tokens_as_token_ids": True}
+        resp = self.http.call("POST", "/v1/completions", body)
+        try:
+            choice = resp["choices"][0]
+            plp = choice["prompt_logprobs"]
+            top, given = [], []
+            for pos in range(start, len(ids) - 1):
+                entry = {int(t): float(v["logprob"]) for t, v in plp[pos + 1].items()}
+                given.append(entry.get(ids[pos + 1]))
+                top.append(entry)
+            last = choice["logprobs"]["top_logprobs"][0]
+            top.append({int(str(t).removeprefix("token_id:")): float(v) for t, v in last.items()})
+            given.append(None)
+            return Rows(top, given)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise _malformed("prompt_logprobs", e) from None
+
+
+class LlamaCppServerDialect:
+    """llama-cpp-python's server. Its echo log-probs need three repairs, all checked in the tests
+    against local scoring: (1) the list for position i is the distribution AFTER token i, (2) it
+    also holds a spurious entry for token i itself (with that token's log-prob under the wrong
+    distribution), which we drop — when that token is genuinely in the top-k too, its true value
+    is lost, so that one row is asked again without echo; (3) entries are keyed by token text, so
+    texts shared by several tokens (special tokens, partial UTF-8 bytes) cannot be mapped back to
+    an id and are left out. Special tokens are therefore invisible: the big model cannot end a
+    generation on this server, and a drafted end-of-sequence token is never accepted."""
+    name = "llama-cpp"
+
+    def __init__(self, http: Http, model: str, tokenizer: "_LocalTokenizer | None"):
+        self.http, self.model, self.tokenizer = http, model, tokenizer
+        self.single_rows = 0  # rows that needed a request of their own (see score)
+
+    def tokenize(self, text: str) -> list[int] | None:
+        return self.http.call("POST", "/extras/tokenize", {"input": text})["tokens"]
+
+    def _echo(self, ids: list[int], top_k: int) -> dict:
+        body = {"model": self.model, "prompt": self.tokenizer.text(ids), "max_tokens": 1, "temperature": 0.0,
+                "echo": True, "logprobs": top_k}
+        try:
+            return self.http.call("POST", "/v1/completions", body)["choices"][0]["logprobs"]
+        except (KeyError, TypeError, IndexError) as e:
+            raise _malformed("logprobs", e) from None
+
+    def _ids(self, entry: dict) -> dict[int, float]:
+        out = {}
+        for piece, value in entry.items():
+            tid = self.tokenizer.piece_id(piece)
+            if tid is not None:
+                out[tid] = float(value)
+        return out
+
+    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
+        if self.tokenizer is None:
+            raise RemoteError("llama-cpp-python's server takes text prompts only: load the remote model with "
+                              "tokenizer_from=<the small model> so token ids can be turned into text")
+        if start < 1:
+            raise RemoteError("llama-cpp-python's server gives no distribution after the first token; "
+                              "use a prompt of two or more tokens")
+        lp = self._echo(ids, top_k)
+        try:
+            pieces, tops = lp["tokens"], lp["top_logprobs"]
+        except (KeyError, TypeError) as e:
+            raise _malformed("echo logprobs", e) from None
+        same = self.tokenizer.common_prefix(ids, pieces)  # the server's tokens agree with ours up to here
+        rows_top = []
+        for pos in range(start, len(ids)):
+            entry = dict(tops[pos] or {}) if pos < same else {}
+            if len(entry) > top_k:
+                entry.pop(pieces[pos], None)  # the spurious entry (repair 2)
+                rows_top.append(self._ids(entry))
+            else:  # re-tokenized differently, or the spurious entry hid a genuine one: ask for this row alone
+                rows_top.append(self._row_alone(ids[: pos + 1], top_k))
+        given = [rows_top[i].get(ids[start + i + 1]) for i in range(len(rows_top) - 1)] + [None]
+        return Rows(rows_top, given)
+
+    def _row_alone(self, prefix: list[int], top_k: int) -> dict[int, float]:
+        """The distribution after the last token of prefix, from one completion without echo."""
+        self.single_rows += 1
+        body = {"model": self.model, "prompt": self.tokenizer.text(prefix), "max_tokens": 1, "temperature": 0.0,
+                "logprobs": top_k}
+        resp = self.http.call("POST", "/v1/completions", body)
+        try:
+            n_prompt = resp["usage"]["prompt_tokens"]
+            entry = resp["choices"][0]["logprobs"]["top_logprobs"][0]
+        except (KeyError, TypeError, IndexError) as e:
+            raise _malformed("logprobs", e) from None
+        if n_prompt != len(prefix):
+            raise RemoteError(f"the server tokenizes this text into {n_prompt} tokens, not our {len(prefix)}: "
+                              "it cannot score this position")
+        return self._ids(entry)
+
+
+class RemoteSession:
+    def __init__(self, model: "RemoteModel"):
+        self.model = model
+        self.tokens: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
+        new = list(token_ids)
+        if not new:
+            raise ValueError("extend needs at least one token")
+        keep = len(new) if keep is None else max(1, min(keep, len(new)))
+        seq = self.tokens + new
+        start = len(seq) - keep  # first row: the distribution after token seq[start]
+        rows = self.model.dialect.score(seq, start, self.model.top_k)
+        if len(rows.top) != keep:
+            raise RemoteError(f"the server returned {len(rows.top)} scored positions, expected {keep}")
+        self.tokens = seq
+        return self.model.dense(rows, seq[start + 1:])
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= len(self.tokens):
+            raise ValueError(f"cannot truncate a session of {len(self.tokens)} positions to {n}")
+        del self.tokens[n:]
+
+
+class RemoteModel:
+    backend = "remote"
+    full_distribution = False  # a server returns the top-k of each distribution, not all of it
+
+    def __init__(self, spec: str, http: Http, model_id: str, dialect, vocab_size: int, tokenizer,
+                 context_length: int | None, top_k: int, eos_token_ids=frozenset(), on_failure: str = "raise"):
+        self.spec, self.http, self.model_id, self.dialect = spec, http, model_id, dialect
+        self.vocab_size, self.tokenizer, self.context_length, self.top_k = vocab_size, tokenizer, context_length, top_k
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.on_failure = on_failure  # "small-only": the decode loop finishes with the small model
+
+    def session(self) -> RemoteSession:
+        return RemoteSession(self)
+
+    def dense(self, rows: Rows, next_tokens: list[int]) -> torch.Tensor:
+        """[n, vocab] log-probs: the top-k and the given tokens filled in, −inf elsewhere."""
+        out = torch.full((len(rows.top), self.vocab_size), -torch.inf)
+        for i, top in enumerate(rows.top):
+            for tid, lp in top.items():
+                if 0 <= tid < self.vocab_size:
+                    out[i, tid] = lp
+            if i < len(next_tokens) and rows.given[i] is not None:
+                out[i, next_tokens[i]] = float(rows.given[i])
+        return out
+
+    def __repr__(self) -> str:
+        return f"RemoteModel({self.spec!r}, dialect={self.dialect.name})"
+
+
+class _LocalTokenizer:
+    """The small model's tokenizer, lent to a text-only server dialect: token ids → exact text,
+    and token text → id (None when no token or several tokens have that text)."""
+
+    def __init__(self, tokenizer, vocab_size: int):
+        self.inner, self.vocab_size = tokenizer, vocab_size
+        self._pieces: dict[str, int | None] | None = None
+
+    def text(self, ids: list[int]) -> str:
+        return self.inner.decode(ids, skip_special=False)  # special tokens stay, to re-tokenize as they were
+
+    def common_prefix(self, ids: list[int], pieces: list[str]) -> int:
+        """How many leading tokens a server's token texts `pieces` share with our `ids`."""
+        n = 0
+        while n < min(len(ids), len(pieces)) and self.piece_id(pieces[n]) == ids[n]:
+            n += 1
+        return n
+
+    def piece_id(self, piece: str) -> int | None:
+        if self._pieces is None:
+            table: dict[str, int | None] = {}
+            for tid in range(self.vocab_size):
+                p = self.inner.decode([tid], skip_special=False)
+                table[p] = None if p in table else tid
+            self._pieces = table
+        return self._pieces.get(piece)
+
+
+def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=None, api_key: str | None = None,
+                top_k: int = 20, connect_timeout: float = 3.0, read_timeout: float = 30.0, retries: int = 2,
+                on_failure: str = "raise", **_) -> RemoteModel:
+    """Connect to a server, find its model and how it can score prompts, and check its tokenizer
+    against `tokenizer_from` (the small model), whose tokenizer, vocabulary size and end-of-sequence
+    tokens it borrows. on_failure="small-only": if the server fails mid-generation, finish with the
+    small model and mark the result degraded (stats.degraded) instead of raising."""
+    if on_failure not in ("raise", "small-only"):
+        raise ModelSpecError(f"on_failure must be 'raise' or 'small-only', got {on_failure!r}")
+    base, _, model_id = rest.partition("#")
+    if urlparse(base).scheme not in ("http", "https"):
+        raise ModelSpecError(f"{spec}: remote specs look like remote:http://host:port#model")
+    http = Http(base, api_key, connect_timeout, read_timeout, retries)
+    models = [m.get("id") for m in http.call("GET", "/v1/models").get("data", [])]
+    if not models:
+        raise RemoteError(f"{base} serves no models")
+    model_id = model_id or models[0]
+    if model_id not in models:
+        raise ModelSpecError(f"{base} has no model {model_id!r}; it serves: {', '.join(models)}")
+    paths = set(http.call("GET", "/openapi.json").get("paths", {}))
+    local = tokenizer_from.tokenizer if tokenizer_from is not None else None
+    vocab = tokenizer_from.vocab_size if tokenizer_from is not None else None
+    if "/v1/score" in paths:
+        dialect = BiglittleDialect(http, model_id)
+        info = http.call("POST", "/v1/score", {"model": model_id, "token_ids": [0, 0], "start": 0, "top_k": 1})
+        vocab = int(info.get("vocab_size", vocab or 0)) or vocab
+    elif "/extras/tokenize" in paths:
+        dialect = LlamaCppServerDialect(http, model_id, _LocalTokenizer(local, vocab) if local and vocab else None)
+    elif "/tokenize" in paths:
+        dialect = VllmDialect(http, model_id)
+    else:
+        raise RemoteError(f"{base} cannot score prompts: it has neither biglittle's /v1/score, vLLM's "
+                          "prompt_logprobs, nor llama-cpp-python's echo + logprobs")
+    if vocab is None:
+        raise ModelSpecError(f"{spec}: cannot tell the vocabulary size; pass tokenizer_from=<small model>")
+    if local is not None:
+        server_ids = dialect.tokenize(PROBE_TEXT)
+        if server_ids is not None and list(server_ids) != list(local.encode(PROBE_TEXT)):
+            raise VocabMismatchError(f"{base}#{model_id} tokenizes text differently from the small model; "
+                                     "big–little decoding needs one shared tokenizer")
+    eos = tokenizer_from.eos_token_ids if tokenizer_from is not None else frozenset()
+    context = tokenizer_from.context_length if tokenizer_from is not None else None
+    return RemoteModel(spec, http, model_id, dialect, vocab, local, context, top_k, eos, on_failure)

@@ -1,0 +1,274 @@
+"""The remote backend against real servers on loopback, and its faults.
+
+Fast tests use small HTTP servers written here that misbehave on purpose (down, slow, malformed,
+unable to score). Slow tests run llama-cpp-python's own server (`python -m llama_cpp.server`)
+on SmolLM2-135M from the catalog and compare with the same model run locally.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import biglittle as bl
+from biglittle.errors import RemoteError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeServer:
+    """A real HTTP server on loopback whose answers each test chooses: path → (status, body)."""
+
+    def __init__(self, routes: dict, delay_s: float = 0.0):
+        self.routes = routes = dict(routes)
+        outer = self
+        self.hits: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                outer.hits.append(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                time.sleep(delay_s)
+                status, body = routes.get(self.path, (404, {"error": "no such path"}))
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+MODELS = {"data": [{"id": "m"}]}
+
+
+@pytest.fixture
+def fake():
+    servers = []
+
+    def make(routes, delay_s=0.0):
+        s = FakeServer(routes, delay_s)
+        servers.append(s)
+        return s
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_server_down_is_a_clear_error():
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match="cannot connect"):
+        bl.load_model(f"remote:http://127.0.0.1:{free_port()}#m", retries=1)
+    assert time.monotonic() - t0 < 10
+
+
+def test_server_that_cannot_score(fake):
+    s = fake({"/v1/models": (200, MODELS), "/openapi.json": (200, {"paths": {"/v1/chat/completions": {}}})})
+    with pytest.raises(RemoteError, match="cannot score prompts"):
+        bl.load_model(f"remote:{s.url}#m")
+
+
+def test_unknown_model_on_the_server(fake):
+    s = fake({"/v1/models": (200, MODELS), "/openapi.json": (200, {"paths": {"/v1/score": {}}})})
+    with pytest.raises(bl.ModelSpecError, match="has no model 'other'.*serves: m"):
+        bl.load_model(f"remote:{s.url}#other")
+
+
+def score_routes(score_body):
+    return {"/v1/models": (200, MODELS), "/openapi.json": (200, {"paths": {"/v1/score": {}}}),
+            "/v1/score": (200, score_body)}
+
+
+def test_malformed_scoring_response(fake):
+    good = {"vocab_size": 8, "rows": [{"top": [[1, -0.1]], "next_logprob": None}]}
+    s = fake(score_routes(good))
+    model = bl.load_model(f"remote:{s.url}#m")
+    assert model.vocab_size == 8
+    s.routes["/v1/score"] = (200, {"vocab_size": 8, "rows": "garbage"})
+    with pytest.raises(RemoteError, match="malformed"):
+        model.session().extend([1, 2])
+
+
+def test_not_json_and_server_errors_retry_then_fail(fake):
+    s = fake({"/v1/models": (500, "<html>oops</html>")})
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match=r"after 3 tries: HTTP 500"):
+        bl.load_model(f"remote:{s.url}#m", retries=2)
+    assert s.hits.count("/v1/models") == 3          # retried, with backoff
+    assert time.monotonic() - t0 < 5
+    s2 = fake({"/v1/models": (200, "not json at all")})
+    with pytest.raises(RemoteError, match="not JSON"):
+        bl.load_model(f"remote:{s2.url}#m")
+
+
+def test_slow_server_times_out(fake):
+    s = fake(score_routes({}), delay_s=3.0)
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match="no answer within 0.5 s"):
+        bl.load_model(f"remote:{s.url}#m", read_timeout=0.5, retries=0)
+    assert time.monotonic() - t0 < 3
+
+
+def test_bad_remote_spec():
+    with pytest.raises(bl.ModelSpecError, match="remote:http://host:port#model"):
+        bl.load_model("remote:localhost:8000#m")
+
+
+# ---------------------------------------------------------------- a real llama-cpp-python server
+
+SMOL = "smollm2-135m"
+PROMPTS = ["def add(a, b):\n    return", "The capital of France is", "for i in range(10):"]
+
+
+def wait_ready(url: str, proc, timeout: float = 60.0):
+    import httpx
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/v1/models", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+def start_llama_server(path: str):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", "smol",
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--logits_all", "true",
+                             "--n_threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+    except Exception:
+        proc.kill()
+        raise
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def smol_path():
+    from biglittle import catalog
+
+    return str(catalog.ensure(SMOL))
+
+
+@pytest.fixture(scope="module")
+def llama_server(smol_path):
+    proc, url = start_llama_server(smol_path)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def local_smol(smol_path):
+    return bl.load_model(f"gguf:{smol_path}")
+
+
+@pytest.mark.slow
+def test_llama_server_rows_match_local_scoring(llama_server, local_smol):
+    remote = bl.load_model(f"remote:{llama_server}#smol", tokenizer_from=local_smol)
+    assert remote.dialect.name == "llama-cpp" and remote.vocab_size == local_smol.vocab_size
+    ids = local_smol.tokenizer.encode(PROMPTS[0])
+    local_rows = local_smol.session().extend(ids)[1:]
+    remote_rows = remote.session().extend(ids, keep=len(ids) - 1)
+    for lr, rr in zip(local_rows, remote_rows):
+        assert int(lr.argmax()) == int(rr.argmax())
+        top = rr.isfinite()
+        assert (lr[top] - rr[top]).abs().max() < 0.05  # same weights; llama.cpp batch sizes differ a little
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", [bl.BigOnly(), bl.Speculative(draft=4), bl.BiLD(fallback=2.0), bl.BiLD()],
+                         ids=["big", "speculative", "bild-always-fallback", "bild"])
+def test_llama_server_greedy_equals_local(llama_server, local_smol, policy):
+    remote = bl.load_model(f"remote:{llama_server}#smol", tokenizer_from=local_smol)
+    for prompt in PROMPTS:
+        ref = bl.generate(None, local_smol, prompt, policy=bl.BigOnly(), max_new_tokens=24)
+        got = bl.generate(local_smol, remote, prompt, policy=policy, max_new_tokens=24)
+        assert got.token_ids == ref.token_ids, prompt  # the small model drafts for an identical big one
+
+
+@pytest.mark.slow
+def test_sampling_from_a_top_k_server_is_refused(llama_server, local_smol):
+    remote = bl.load_model(f"remote:{llama_server}#smol", tokenizer_from=local_smol)
+    with pytest.raises(bl.ConfigError, match="top-k"):
+        bl.generate(local_smol, remote, PROMPTS[0], policy=bl.Speculative(), temperature=0.7)
+    r = bl.generate(local_smol, remote, PROMPTS[0], policy=bl.Speculative(), temperature=0.7, max_new_tokens=8,
+                    allow_topk_sampling=True)
+    assert len(r.token_ids) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_failure", ["raise", "small-only"])
+def test_server_killed_mid_generation(smol_path, local_smol, on_failure):
+    proc, url = start_llama_server(smol_path)
+    try:
+        remote = bl.load_model(f"remote:{url}#smol", tokenizer_from=local_smol, retries=1,
+                               on_failure=on_failure)
+        chunks = bl.stream(local_smol, remote, PROMPTS[1], policy=bl.BiLD(fallback=2.0), max_new_tokens=20)
+        first = next(chunks)
+        assert first.token_ids
+        proc.kill()
+        proc.wait(timeout=10)
+        t0 = time.monotonic()
+        if on_failure == "raise":
+            with pytest.raises(RemoteError, match="cannot connect"):
+                list(chunks)
+        else:
+            result = list(chunks)[-1].final
+            assert result.stats.degraded and "cannot connect" in result.stats.extra["degraded_reason"]
+            assert len(result.token_ids) == 20 and result.origins[-1] == "small"
+        assert time.monotonic() - t0 < 20  # never a hang
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_delay_proxy_adds_round_trip_time(llama_server, local_smol):
+    port = free_port()
+    target = llama_server.removeprefix("http://")
+    proxy = subprocess.Popen([sys.executable, "-m", "biglittle.delay_proxy", "--listen", str(port), "--target", target,
+                              "--delay-ms", "200"])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proxy)
+        remote = bl.load_model(f"remote:{url}#smol", tokenizer_from=local_smol)
+        ids = local_smol.tokenizer.encode(PROMPTS[1])
+        s = remote.session()
+        t0 = time.monotonic()
+        s.extend(ids)
+        assert time.monotonic() - t0 >= 0.2
+        fast = bl.load_model(f"remote:{llama_server}#smol", tokenizer_from=local_smol)
+        with pytest.raises(RemoteError, match="no answer within"):
+            slow = bl.load_model(f"remote:{url}#smol", tokenizer_from=local_smol, read_timeout=0.1, retries=0)
+            slow.session().extend(ids)
+        assert fast.session().extend(ids).shape[0] == len(ids)
+    finally:
+        proxy.kill()
