@@ -138,3 +138,37 @@ def test_agreement_and_bound_by_hand():
     assert fig["bound"] == pytest.approx((1 - 0.75 ** 5) / (0.25 * 1.4))
     assert fig["bound"] == pytest.approx(expected_speedup(0.75, 4, 0.1))
     assert math.isclose(fig["small_share"], 0.75) and fig["big_calls_per_token"] == 0.25
+
+
+def test_bench_command_end_to_end(text_pair, tmp_path):
+    """`biglittle bench` on the built-in code prompts (no download) with the tiny pair."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from biglittle.cli import app
+
+    small, big = text_pair
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(app, ["bench", "--tasks", "code", "--n", "2", "--max-new-tokens", "8",
+                                   "--methods", "small,speculative:draft=2,bild:fallback=0.5,rollback=2",
+                                   "--small", small.spec, "--big", big.spec, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "bench.json").read_text())
+    validate(report)
+    assert [r["method"] for r in report["results"]] == [
+        "big", "small", "speculative:draft=2", "bild:fallback=0.5,rollback=2"]  # big added first
+    assert (out / "summary.md").read_text().startswith("# biglittle bench")
+    assert (out / "pareto-code.png").stat().st_size > 0
+
+
+def test_bench_command_bad_input(text_pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from biglittle.cli import app
+
+    small, big = text_pair
+    res = CliRunner().invoke(app, ["bench", "--tasks", "squad", "--small", small.spec, "--big", big.spec])
+    assert res.exit_code == 2 and "unknown task 'squad'" in res.stderr
+    res = CliRunner().invoke(app, ["bench", "--methods", "bild:fallback=-1", "--small", small.spec, "--big", big.spec])
+    assert res.exit_code == 2 and "fallback must be" in res.stderr
