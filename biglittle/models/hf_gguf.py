@@ -64,6 +64,10 @@ def convert(gguf_path: str, dtype: str, target: Path) -> Path:
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+        # conversions of an older version of the same file are dead weight (gigabytes)
+        for old in target.parent.glob(f"{Path(gguf_path).stem}-*-{dtype}"):
+            if old != target and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

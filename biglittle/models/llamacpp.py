@@ -116,7 +116,9 @@ class LlamaCppModel:
         import llama_cpp
 
         self.spec, self.path = spec, path
-        threads = threads or os.cpu_count() or 1
+        # all cores by default; on a machine shared with other busy processes, fewer threads
+        # (BIGLITTLE_THREADS=1) avoid llama.cpp's spin-waiting threads stalling each other
+        threads = threads or int(os.environ.get("BIGLITTLE_THREADS") or 0) or os.cpu_count() or 1
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
                          n_threads_batch=threads, logits_all=False, verbose=False, **llama_kwargs)
         self._lib = llama_cpp
