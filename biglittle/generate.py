@@ -65,25 +65,28 @@ def _run(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops) -
     text = TextTracker(lead.tokenizer, stops)
     token_ids: list[int] = []
     origins: list[str] = []
+    reasons: list[str] = []
     t0 = time.perf_counter()
     steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats)
-    for new, who in steps:
+    for new, who, *why in steps:  # a policy may yield reasons too (see decoding.loop.decode)
+        why = why[0] if why else list(who)
         keep, delta = text.add(new)
         token_ids += new[:keep]
         origins += who[:keep]
+        reasons += why[:keep]
         if text.stopped:  # a stop string ended the text: stop the loop, this becomes the last chunk
             steps.close()
             stats.finish_reason = "stop"
-            last = Chunk(new[:keep], who[:keep], delta)
+            last = Chunk(new[:keep], who[:keep], delta, reasons=why[:keep])
             break
-        yield Chunk(new, who, delta)
+        yield Chunk(new, who, delta, reasons=why)
     else:
-        last = Chunk([], [], text.flush())
+        last = Chunk([], [], text.flush(), reasons=[])
     stats.wall_s = time.perf_counter() - t0
     stats.new_tokens = len(token_ids)
     stats.small_tokens, stats.big_tokens = origins.count("small"), origins.count("big")
     last.final = GenerationResult(token_ids, origins, stats, text.text if lead.tokenizer else None,
-                                  list(prompt_ids))
+                                  list(prompt_ids), reasons)
     yield last
 
 

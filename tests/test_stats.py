@@ -65,3 +65,14 @@ def test_eos_stops_generation(tiny_dir, prompt):
         r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=12)
         assert r.token_ids == greedy[: stop_at + 1]
         assert r.stats.finish_reason == "eos"
+
+
+def test_reasons_say_why_each_token_is_there(small, big, prompt):
+    r = bl.generate(small, big, prompt, policy=bl.BiLD(fallback=0.5, rollback=1.0), max_new_tokens=N)
+    assert len(r.reasons) == N
+    assert [o == "small" for o in r.origins] == [w == "small" for w in r.reasons]
+    assert r.reasons.count("correction") == r.stats.rollbacks
+    assert "fallback" in r.reasons
+    assert r.reasons[0] == "big"  # BiLD's first token: the big model, no draft before it
+    spec = bl.generate(small, big, prompt, policy=bl.Speculative(draft=4), max_new_tokens=N)
+    assert "fallback" not in spec.reasons and spec.reasons.count("correction") == spec.stats.rollbacks

@@ -57,8 +57,12 @@ class TrackedSession:
 
 
 def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampler,
-           max_new_tokens: int, stats: Stats) -> Iterator[tuple[list[int], list[str]]]:
-    """Yield (token_ids, origins) each time tokens are committed. Updates `stats` in place."""
+           max_new_tokens: int, stats: Stats) -> Iterator[tuple[list[int], list[str], list[str]]]:
+    """Yield (token_ids, origins, reasons) each time tokens are committed; updates `stats` in place.
+
+    reasons says why each token is there: "small" (a kept draft), "correction" (the big model's
+    token where it rejected a draft), "fallback" (the big model's token after the small one
+    handed over), "big" (any other big-model token: big-only steps, bonus tokens, step limits)."""
     ctl = policy.start()
     eos = (big if big is not None else small).eos_token_ids
     small_s = TrackedSession(small.session(), "small", stats) if policy.uses_small else None
@@ -70,12 +74,13 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
         budget = max_new_tokens - produced
         limit = ctl.draft_limit()
         limit = budget if limit is None else min(limit, budget)
-        drafts, q_rows, small_time = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
+        drafts, q_rows, small_time, fell_back = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
         ends = len(drafts) == budget or (drafts and drafts[-1] in eos)
         new, origins = list(drafts), ["small"] * len(drafts)
         if ctl.verifies and (ctl.can_reject or not ends):
             try:
-                new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time)
+                new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time,
+                                       fell_back)
             except RemoteError as e:
                 if small_s is None or getattr(big, "on_failure", "raise") != "small-only":
                     raise
@@ -91,24 +96,25 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
         seq += new
         produced += len(new)
         stats.small_tokens += origins.count("small")
-        stats.big_tokens += origins.count("big")
+        stats.big_tokens += len(origins) - origins.count("small")
         stats.new_tokens = produced
         for tracked in (small_s, big_s):
             if tracked is not None:
                 tracked.sync(seq)  # roll back: cut both caches to the committed sequence
-        yield new, origins
+        yield new, ["small" if o == "small" else "big" for o in origins], origins
         if new and new[-1] in eos:
             stats.finish_reason = "eos"
             return
 
 
-def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], list[torch.Tensor], float]:
-    """Let the small model propose up to `limit` tokens; stop early on the policy's rules or EOS."""
+def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], list[torch.Tensor], float, bool]:
+    """Let the small model propose up to `limit` tokens; stop early on the policy's rules or EOS.
+    Returns the drafts, their distributions, the time spent, and whether the small model handed over."""
     drafts: list[int] = []
     q_rows: list[torch.Tensor] = []
     elapsed = 0.0
     if small_s is None or limit == 0:
-        return drafts, q_rows, elapsed
+        return drafts, q_rows, elapsed, False
     feed = small_s.sync(seq, min_feed=1)
     while len(drafts) < limit:
         logp, dt = small_s.extend(feed, keep=1)
@@ -116,18 +122,19 @@ def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], li
         probs = sampler.probs(logp[-1])
         if ctl.stop_before(probs):  # BiLD fallback: the unsure token is discarded
             stats.fallbacks += 1
-            break
+            return drafts, q_rows, elapsed, True
         token = int(sampler.pick(probs))
         drafts.append(token)
         q_rows.append(probs)
         if token in eos or ctl.stop_after(probs):
             break
         feed = [token]
-    return drafts, q_rows, elapsed
+    return drafts, q_rows, elapsed, False
 
 
-def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time):
-    """One big forward pass over everything it has not seen; keep a prefix of drafts plus its token."""
+def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time, fell_back):
+    """One big forward pass over everything it has not seen; keep a prefix of drafts plus its token.
+    Returns the committed tokens and the reason for each (see `decode`)."""
     k = len(drafts)
     feed = big_s.sync(seq + drafts, min_feed=k + 1)
     logp, big_time = big_s.extend(feed, keep=k + 1)
@@ -141,5 +148,6 @@ def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_
     new, origins = drafts[:n], ["small"] * n
     ended_on_eos = n == k and k > 0 and drafts[-1] in eos
     if n < budget and not ended_on_eos:
-        new, origins = new + [nxt], origins + ["big"]
+        reason = "correction" if n < k else "fallback" if fell_back else "big"
+        new, origins = new + [nxt], origins + [reason]
     return new, origins

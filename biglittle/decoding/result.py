@@ -53,10 +53,13 @@ class GenerationResult:
     stats: Stats
     text: str | None = None     # None when the model has no tokenizer
     prompt_ids: list[int] = field(default_factory=list)
+    # per new token, why it is there: "small", "correction" (big replaced a rejected draft),
+    # "fallback" (big took over from an unsure small model) or "big" (any other big token)
+    reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "token_ids": self.token_ids, "origins": self.origins,
-                "stats": self.stats.to_dict()}
+                "reasons": self.reasons, "stats": self.stats.to_dict()}
 
 
 @dataclass
@@ -68,3 +71,4 @@ class Chunk:
     origins: list[str]
     text: str = ""
     final: GenerationResult | None = None
+    reasons: list[str] = field(default_factory=list)
