@@ -151,9 +151,11 @@ def origin_text(result, tokenizer) -> Text:
 
 # Commands that live in their own modules (they import helpers from this one, so register last).
 from .cli_bench import bench, sweep  # noqa: E402
+from .cli_serve import serve  # noqa: E402
 
 app.command("bench")(bench)
 app.command("sweep")(sweep)
+app.command("serve")(serve)
 
 
 def main():  # pragma: no cover

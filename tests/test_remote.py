@@ -6,7 +6,6 @@ on SmolLM2-135M from the catalog and compare with the same model run locally.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,12 +16,7 @@ import pytest
 
 import biglittle as bl
 from biglittle.errors import RemoteError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from live import free_port
 
 
 class FakeServer:

@@ -109,11 +109,8 @@ class BiglittleDialect:
     def __init__(self, http: Http, model: str):
         self.http, self.model = http, model
 
-    def vocab_size(self) -> int | None:
-        return None  # known after the first score; reported by the server
-
     def tokenize(self, text: str) -> list[int] | None:
-        return None
+        return self.http.call("POST", "/v1/tokenize", {"model": self.model, "text": text})["tokens"]
 
     def score(self, ids: list[int], start: int, top_k: int) -> Rows:
         resp = self.http.call("POST", "/v1/score", {"model": self.model, "token_ids": ids, "start": start,

@@ -1,0 +1,41 @@
+"""`biglittle serve`: the OpenAI-compatible server and the web playground."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def serve(
+    small: Optional[str] = typer.Option(None, help="Small model spec (default: the qwen-coder pair)."),
+    big: Optional[str] = typer.Option(None, help="Big model spec (default: the qwen-coder pair)."),
+    policy: str = typer.Option("bild", help="Default policy spec, e.g. bild:fallback=0.6,rollback=5 or "
+                               "speculative:draft=4; requests may override it."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default; 0.0.0.0 exposes it)."),
+    port: int = typer.Option(8000, help="Port."),
+    api_key: Optional[str] = typer.Option(None, envvar="BIGLITTLE_API_KEY",
+                                          help="Require this key (Bearer) on every endpoint but /health."),
+    name: str = typer.Option("biglittle", help="The model name clients ask for."),
+    max_queue: int = typer.Option(16, help="Requests waiting or running before new ones get 429."),
+    timeout: float = typer.Option(300.0, help="Per-request time limit in seconds."),
+    dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+):
+    """Serve a small–big pair over an OpenAI-compatible API, with a playground page at /."""
+    import uvicorn
+
+    import biglittle as bl
+    from .cli import err, fail, load_pair
+    from .server import Engine, create_app
+
+    try:
+        pol = bl.parse_policy(policy)
+        small_m, big_m = load_pair(small, big, bl.Speculative(), dtype)  # overrides may need both models
+        if max_queue < 1 or timeout <= 0:
+            raise bl.ConfigError("--max-queue must be ≥ 1 and --timeout > 0")
+    except (bl.BigLittleError, ValueError) as e:
+        fail(str(e))
+    app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
+                     api_key=api_key)
+    err.print(f"serving {name!r} ({small_m.spec} → {big_m.spec}, policy {pol.describe()}) on http://{host}:{port}/"
+              + ("  [API key required]" if api_key else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)

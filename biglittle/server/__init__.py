@@ -1,0 +1,9 @@
+"""`biglittle serve`: an OpenAI-compatible HTTP server over the library, with a web playground.
+
+engine.py runs generations off the event loop with a bounded queue; app.py is the thin HTTP
+adapter (routes, errors, auth, streaming); metrics.py the Prometheus counters; static/ the page.
+"""
+from .app import create_app
+from .engine import Engine
+
+__all__ = ["Engine", "create_app"]

@@ -1,0 +1,404 @@
+"""The HTTP adapter: OpenAI-compatible routes over the library, errors in OpenAI's shape.
+
+Routes: POST /v1/completions and /v1/chat/completions (with "stream": true as server-sent
+events), GET /v1/models, GET /health, GET /metrics (Prometheus), POST /v1/score and
+POST /v1/tokenize (used by the remote backend), GET / (the playground page).
+
+Extra request field "biglittle": {"policy": "bild", "fallback": 0.6, ..., "return_origins": true}
+overrides the server's default policy for one request; responses carry OpenAI `usage` plus a
+"biglittle" block with the generation's stats (and per-token origins and reasons on request).
+
+/v1/score request:  {"model": str, "token_ids": [int, ...], "start": int = 0, "top_k": int = 20}
+/v1/score response: {"model", "vocab_size", "start", "rows": [{"position": p, "next_token": id|null,
+                     "next_logprob": float|null, "top": [[id, logprob], ...]}, ...]}
+  row p describes the big model's distribution after token_ids[p]; next_logprob is the log-prob of
+  token_ids[p+1] under it (null for the last position).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import biglittle as bl
+from ..decoding.policies import POLICIES
+from ..errors import BigLittleError
+from .engine import Closing, Engine, Job, QueueFull
+from .metrics import Metrics
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# ---------------------------------------------------------------- request bodies
+
+class Overrides(BaseModel):
+    """The extra "biglittle" field: a policy and its parameters, and what to return."""
+    model_config = ConfigDict(extra="allow")
+    policy: str | None = None
+    return_origins: bool = False
+
+
+class CompletionBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    prompt: str | list[int] | list[str]
+    max_tokens: int | None = Field(default=128)
+    temperature: float | None = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = 0
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int = 1
+    echo: bool = False
+    biglittle: Overrides = Field(default_factory=Overrides)
+
+
+class ScoreBody(BaseModel):
+    model: str
+    token_ids: list[int]
+    start: int = 0
+    top_k: int = Field(default=20, ge=1, le=1000)
+
+
+class TokenizeBody(BaseModel):
+    model: str
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str
+
+
+class ChatBody(CompletionBody):
+    prompt: Any = None
+    messages: list[Message]
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | None = None) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, engine.shutdown)  # graceful: finish, cancel, stop
+
+    app = FastAPI(title="biglittle", version=bl.__version__, lifespan=lifespan)
+    app.state.engine, app.state.metrics = engine, metrics
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
+            or request.headers.get("x-api-key", "") or request.query_params.get("api_key", "")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise ApiError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                           "authentication_error", code="invalid_api_key")
+
+    auth = [Depends(check_key)]
+
+    # ------------------------------------------------------------ errors, always OpenAI-shaped
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError):
+        metrics.requests.labels(request.url.path, str(e.status)).inc()
+        return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, e: RequestValidationError):
+        errs = e.errors()
+        if any(err.get("type") == "json_invalid" for err in errs):
+            status, msg = 400, "the request body is not valid JSON"
+        else:
+            status = 422
+            msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'][1:]) or 'body'}: {err['msg']}" for err in errs)
+        metrics.requests.labels(request.url.path, str(status)).inc()
+        param = ".".join(str(p) for p in errs[0]["loc"][1:]) if errs and status == 422 else None
+        return JSONResponse(error_body(msg, "invalid_request_error", param), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException):
+        kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
+
+    # ------------------------------------------------------------ helpers
+
+    def check_model(name: str) -> None:
+        if name != model_name:
+            raise ApiError(404, f"the model {name!r} does not exist; this server serves {model_name!r}",
+                           "not_found_error", "model", "model_not_found")
+
+    def make_job(body: CompletionBody, prompt, chat: bool) -> Job:
+        if body.n != 1:
+            raise ApiError(400, "only n=1 is supported", param="n")
+        if body.echo:
+            raise ApiError(400, "echo is not supported; use /v1/score for prompt log-probs", param="echo")
+        if body.max_tokens is None or body.max_tokens < 1:
+            raise ApiError(400, "max_tokens must be ≥ 1", param="max_tokens")
+        o = body.biglittle
+        params = {k: v for k, v in (o.model_extra or {}).items()}
+        policy = engine.policy
+        if o.policy is not None or params:
+            cls = POLICIES.get(o.policy or engine.policy.name)
+            if cls is None:
+                raise ApiError(400, f"unknown policy {o.policy!r}; choose from {', '.join(POLICIES)}",
+                               param="biglittle.policy")
+            known = {f.name for f in fields(cls)}
+            unknown = set(params) - known
+            if unknown:
+                raise ApiError(400, f"policy {cls.name!r} takes {', '.join(sorted(known)) or 'no parameters'}; "
+                               f"got {', '.join(sorted(unknown))}", param="biglittle")
+            if "rollback" in params and params["rollback"] in ("inf", "Infinity", None):
+                params["rollback"] = float("inf")
+            try:
+                policy = cls(**params)
+            except BigLittleError as e:
+                raise ApiError(400, str(e), param="biglittle") from None
+        options = dict(max_new_tokens=body.max_tokens, temperature=body.temperature or 0.0, top_k=body.top_k,
+                       top_p=body.top_p, seed=body.seed, stop=body.stop)
+        return Job(prompt, policy, options, chat=chat, timeout_s=engine.timeout_s)
+
+    def admit(job: Job) -> None:
+        try:
+            engine.admit(job)
+        except QueueFull:
+            raise ApiError(429, f"the server is busy ({engine.max_queue} requests queued or running); retry later",
+                           "rate_limit_error", code="queue_full") from None
+        except Closing:
+            raise ApiError(503, "the server is shutting down", "server_error") from None
+        metrics.queue.set(engine.in_flight)
+
+    def as_api_error(e: Exception) -> ApiError:
+        if isinstance(e, BigLittleError):
+            return ApiError(400, str(e))
+        return ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error")
+
+    def biglittle_block(result, with_origins: bool) -> dict:
+        block = {"stats": result.stats.to_dict(), "policy": result.stats.policy}
+        if with_origins:
+            block.update(token_ids=result.token_ids, origins=result.origins, reasons=result.reasons)
+        return block
+
+    def usage(result) -> dict:
+        p, c = result.stats.prompt_tokens, result.stats.new_tokens
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def finish_reason(result) -> str:
+        return "length" if result.stats.finish_reason == "length" else "stop"
+
+    def pieces(tokenizer, before: list[int], new: list[int]) -> list[str]:
+        """Each new token's own text (for colouring), from decoding growing prefixes."""
+        if tokenizer is None:
+            return [str(t) for t in new]
+        out, prev = [], tokenizer.decode(before)
+        for i in range(1, len(new) + 1):
+            text = tokenizer.decode(before + new[:i])
+            out.append(text[len(prev):] if text.startswith(prev) else text)
+            prev = text
+        return out
+
+    async def run_job(request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str, stream: bool):
+        t0 = time.monotonic()
+        cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        events = engine.generate(job)
+        try:
+            kind, value = await events.__anext__()  # the first event tells a bad request from a good one
+        except BaseException:
+            engine.release(job)
+            raise
+        if kind in ("error", "timeout"):
+            engine.release(job)
+            await events.aclose()
+            e = ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
+                if kind == "timeout" else as_api_error(value)
+            raise e
+        first = (kind, value)
+
+        def envelope(choice: dict, **extra) -> dict:
+            return {"id": cid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                    "model": model_name, "choices": [choice], **extra}
+
+        async def stream_events():
+            seen: list[int] = []
+            got_text = False
+            try:
+                if chat:
+                    yield sse(envelope({"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}))
+                item = first
+                while True:
+                    kind, value = item
+                    if kind == "chunk":
+                        extra = {}
+                        if with_origins and value.token_ids:
+                            extra["biglittle"] = {"token_ids": value.token_ids, "origins": value.origins,
+                                                  "reasons": value.reasons,
+                                                  "pieces": pieces(engine.big.tokenizer, seen, value.token_ids)}
+                            seen = seen + value.token_ids
+                        if value.text or extra:
+                            if value.text and not got_text:
+                                got_text = True
+                                metrics.first_token.observe(time.monotonic() - t0)
+                            yield sse(envelope(text_choice(value.text, chat, None), **extra))
+                    elif kind == "done":
+                        metrics.record_generation(value.stats)
+                        metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
+                        metrics.requests.labels(endpoint, "200").inc()
+                        yield sse(envelope(text_choice("", chat, finish_reason(value)), usage=usage(value),
+                                           biglittle=biglittle_block(value, with_origins)))
+                        yield "data: [DONE]\n\n"
+                        return
+                    else:
+                        err = ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
+                            if kind == "timeout" else as_api_error(value)
+                        metrics.requests.labels(endpoint, str(err.status)).inc()
+                        yield sse(error_body(err.message, err.type))
+                        yield "data: [DONE]\n\n"
+                        return
+                    item = await events.__anext__()
+            finally:
+                job.cancel.set()  # a client that went away cancels its generation
+                await events.aclose()
+                engine.release(job)
+                metrics.queue.set(engine.in_flight)
+
+        if stream:
+            return StreamingResponse(stream_events(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        # not streaming: collect, watching for a client that goes away
+        try:
+            item = first
+            while item[0] == "chunk":
+                nxt = asyncio.ensure_future(events.__anext__())
+                while not nxt.done():
+                    await asyncio.wait([nxt], timeout=0.5)
+                    if not nxt.done() and await request.is_disconnected():
+                        job.cancel.set()
+                item = nxt.result()
+            kind, value = item
+            if kind != "done":
+                raise ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
+                    if kind == "timeout" else as_api_error(value)
+        finally:
+            job.cancel.set()
+            await events.aclose()
+            engine.release(job)
+            metrics.queue.set(engine.in_flight)
+        result = value
+        metrics.record_generation(result.stats)
+        metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
+        metrics.requests.labels(endpoint, "200").inc()
+        choice = {"index": 0, "finish_reason": finish_reason(result), "logprobs": None}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": result.text}
+        else:
+            choice["text"] = result.text if result.text is not None else ""
+        return {"id": cid, "object": "chat.completion" if chat else "text_completion", "created": created,
+                "model": model_name, "choices": [choice], "usage": usage(result),
+                "biglittle": biglittle_block(result, with_origins)}
+
+    # ------------------------------------------------------------ routes
+
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(body: CompletionBody, request: Request):
+        check_model(body.model)
+        prompt = body.prompt
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            if len(prompt) != 1:
+                raise ApiError(400, "only one prompt per request is supported", param="prompt")
+            prompt = prompt[0]
+        if isinstance(prompt, str) and not prompt.strip() or prompt == []:
+            raise ApiError(400, "the prompt is empty", param="prompt")
+        job = make_job(body, prompt, chat=False)
+        admit(job)
+        return await run_job(request, job, False, body.biglittle.return_origins, "/v1/completions", body.stream)
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    async def chat_completions(body: ChatBody, request: Request):
+        check_model(body.model)
+        if not body.messages or not any(m.content.strip() for m in body.messages):
+            raise ApiError(400, "messages must hold at least one non-empty message", param="messages")
+        job = make_job(body, [m.model_dump() for m in body.messages], chat=True)
+        admit(job)
+        return await run_job(request, job, True, body.biglittle.return_origins, "/v1/chat/completions",
+                             body.stream)
+
+    @app.get("/v1/models", dependencies=auth)
+    async def models():
+        return {"object": "list", "data": [{
+            "id": model_name, "object": "model", "created": 0, "owned_by": "biglittle",
+            "biglittle": {"small": getattr(engine.small, "spec", None), "big": engine.big.spec,
+                          "policy": engine.policy.describe(), "vocab_size": engine.big.vocab_size,
+                          "context_length": engine.big.context_length}}]}
+
+    @app.post("/v1/score", dependencies=auth)
+    async def score(body: ScoreBody):
+        check_model(body.model)
+        admit(None)
+        try:
+            out = await engine.run(engine.score, body.token_ids, body.start, body.top_k)
+        except BigLittleError as e:
+            raise ApiError(400, str(e), param="token_ids") from None
+        finally:
+            engine.release(None)
+        metrics.requests.labels("/v1/score", "200").inc()
+        return {"model": model_name, **out}
+
+    @app.post("/v1/tokenize", dependencies=auth)
+    async def tokenize(body: TokenizeBody):
+        check_model(body.model)
+        tok = engine.big.tokenizer
+        if tok is None:
+            raise ApiError(400, "the big model has no tokenizer")
+        return {"model": model_name, "tokens": tok.encode(body.text)}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "shutting down" if engine.closing else "ok", "model": model_name,
+                "in_flight": engine.in_flight}
+
+    @app.get("/metrics", dependencies=auth)
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse, dependencies=auth)
+    async def page():
+        html = resources.files("biglittle.server").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html.replace("__MODEL__", model_name).replace("__POLICY__", engine.policy.name))
+
+    return app
+
+
+def text_choice(text: str, chat: bool, finish: str | None) -> dict:
+    if chat:
+        return {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+
+
+def sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"

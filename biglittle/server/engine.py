@@ -1,0 +1,167 @@
+"""Model work off the event loop: one worker thread, a bounded queue, cancellation and timeouts.
+
+The models are used one request at a time (two CPU cores gain nothing from interleaving, and a
+session cache is not thread-safe), so every job — a generation or a scoring call — runs on a
+single worker thread. `admit` bounds how many jobs may be waiting or running; the HTTP layer
+answers 429 when it says no. A generation hands its chunks to the event loop through an asyncio
+queue, checks its cancel flag (set when the client disconnects) and its deadline between chunks,
+and closes the library's stream when either fires.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+import biglittle as bl
+from ..decoding.loop import TrackedSession
+from ..decoding.result import Stats
+from ..errors import PromptError
+
+
+class QueueFull(Exception):
+    pass
+
+
+class Closing(Exception):
+    pass
+
+
+@dataclass(eq=False)  # compared and hashed by identity: jobs live in a set
+class Job:
+    """One admitted generation: what to run, and the flags the worker watches."""
+    prompt: object
+    policy: bl.Policy
+    options: dict
+    chat: bool = False
+    timeout_s: float = 300.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Engine:
+    def __init__(self, small, big, policy: bl.Policy, max_queue: int = 16, timeout_s: float = 300.0):
+        self.small, self.big, self.policy = small, big, policy
+        self.max_queue, self.timeout_s = max_queue, timeout_s
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biglittle-model")
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.closing = False
+        self._jobs: set[Job] = set()
+        self._score_sessions: list[TrackedSession] = []  # a small prefix cache for /v1/score
+
+    # ------------------------------------------------------------ admission
+
+    def admit(self, job: Job | None = None) -> None:
+        with self._lock:
+            if self.closing:
+                raise Closing()
+            if self.in_flight >= self.max_queue:
+                raise QueueFull()
+            self.in_flight += 1
+            if job is not None:
+                self._jobs.add(job)
+
+    def release(self, job: Job | None = None) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self._jobs.discard(job)
+
+    def shutdown(self) -> None:
+        """Refuse new work, cancel what is running, and wait for the worker to stop."""
+        with self._lock:
+            self.closing = True
+            for job in self._jobs:
+                job.cancel.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------ generation
+
+    async def generate(self, job: Job):
+        """Async iterator of ("chunk", Chunk) events, ending with ("done", result),
+        ("error", exception) or ("timeout", None)."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def put(kind, value):
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        self.pool.submit(self._work, job, put)
+        while True:
+            kind, value = await events.get()
+            yield kind, value
+            if kind != "chunk":
+                return
+
+    def _work(self, job: Job, put) -> None:
+        deadline = time.monotonic() + job.timeout_s
+        if job.cancel.is_set():
+            put("error", asyncio.CancelledError())
+            return
+        try:
+            chunks = bl.stream(self.small if job.policy.uses_small else None, self.big if job.policy.uses_big else None,
+                               job.prompt, policy=job.policy, chat=job.chat, **job.options)
+            for chunk in chunks:
+                if job.cancel.is_set():
+                    chunks.close()
+                    put("error", asyncio.CancelledError())
+                    return
+                if time.monotonic() > deadline:
+                    chunks.close()
+                    put("timeout", None)
+                    return
+                put("chunk", chunk)
+                if chunk.final is not None:
+                    put("done", chunk.final)
+                    return
+        except Exception as e:  # noqa: BLE001 — handed to the HTTP layer, which picks the status
+            put("error", e)
+
+    # ------------------------------------------------------------ scoring
+
+    async def run(self, fn, *args):
+        """Run fn on the model thread and await its result."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def score(self, token_ids: list[int], start: int, top_k: int) -> dict:
+        """Log-probs of each given next token and the top-k, for the distributions after
+        positions start … len−1, from one forward pass over what the cache lacks."""
+        big = self.big
+        if not token_ids or any(not isinstance(t, int) or not 0 <= t < big.vocab_size for t in token_ids):
+            raise PromptError(f"token_ids must be a non-empty list of ids in [0, {big.vocab_size})")
+        if not 0 <= start < len(token_ids):
+            raise PromptError(f"start must be in [0, {len(token_ids)}), got {start}")
+        if big.context_length and len(token_ids) > big.context_length:
+            raise PromptError(f"{len(token_ids)} tokens are beyond the context window of {big.context_length}")
+        session = self._score_session(token_ids)
+        feed = session.sync(token_ids, min_feed=len(token_ids) - start)
+        logp, _ = session.extend(feed, keep=len(token_ids) - start)
+        values, ids = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1)
+        rows = []
+        for i in range(logp.shape[0]):
+            pos = start + i
+            nxt = token_ids[pos + 1] if pos + 1 < len(token_ids) else None
+            rows.append({"position": pos, "next_token": nxt,
+                         "next_logprob": float(logp[i, nxt]) if nxt is not None else None,
+                         "top": [[int(t), float(v)] for t, v in zip(ids[i], values[i])]})
+        return {"vocab_size": big.vocab_size, "start": start, "rows": rows}
+
+    def _score_session(self, token_ids: list[int]) -> TrackedSession:
+        """The cached session sharing the longest prefix with token_ids (remote clients resend the
+        whole sequence each call; this makes each call cost only its new tokens)."""
+        def shared(s: TrackedSession) -> int:
+            n = 0
+            while n < min(len(s.tokens), len(token_ids)) and s.tokens[n] == token_ids[n]:
+                n += 1
+            return n
+
+        best = max(self._score_sessions, key=shared, default=None)
+        if best is None or (shared(best) == 0 and len(self._score_sessions) < 4):
+            best = TrackedSession(self.big.session(), "big", Stats())
+            self._score_sessions.append(best)
+        self._score_sessions.remove(best)
+        self._score_sessions.insert(0, best)  # most recently used first
+        return best

@@ -1,0 +1,276 @@
+"""`biglittle serve` as a real uvicorn server on loopback with the tiny pair: the official openai
+client, streaming, overrides, scoring, bad input, a bounded load test, cancellation and timeouts."""
+import json
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import torch
+from openai import OpenAI
+
+import biglittle as bl
+from biglittle.server import Engine, create_app
+from live import LiveServer
+
+MODEL = "tiny-pair"
+
+
+@pytest.fixture(scope="module")
+def server(text_pair):
+    small, big = text_pair
+    live = LiveServer(create_app(Engine(small, big, bl.BiLD(), max_queue=64), model_name=MODEL))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def solo(text_pair, prompt, policy=None, chat=False, max_new_tokens=16):
+    small, big = text_pair
+    return bl.generate(small, big, prompt, policy=policy or bl.BiLD(), max_new_tokens=max_new_tokens, chat=chat)
+
+
+def test_completion(client, text_pair):
+    r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=16)
+    ref = solo(text_pair, "Hello")
+    assert r.choices[0].text == ref.text
+    assert r.usage.completion_tokens == 16 and r.usage.prompt_tokens == len(ref.prompt_ids)
+    assert r.choices[0].finish_reason == "length"
+    stats = r.model_extra["biglittle"]["stats"]
+    assert stats["new_tokens"] == 16 and stats["big_calls"] == ref.stats.big_calls
+
+
+def test_completion_stream(client, text_pair):
+    chunks = list(client.completions.create(model=MODEL, prompt="Hello", max_tokens=16, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == solo(text_pair, "Hello").text
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert chunks[-1].model_extra["biglittle"]["stats"]["new_tokens"] == 16
+
+
+def test_chat(client, text_pair):
+    msgs = [{"role": "user", "content": "Say hi"}]
+    r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12)
+    ref = solo(text_pair, msgs, chat=True, max_new_tokens=12)
+    assert r.choices[0].message.content == ref.text and r.choices[0].message.role == "assistant"
+    streamed = list(client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, stream=True))
+    assert streamed[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == ref.text
+
+
+def test_policy_override_and_origins(client, text_pair):
+    extra = {"biglittle": {"policy": "speculative", "draft": 3, "return_origins": True}}
+    r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=16, extra_body=extra)
+    big_only = solo(text_pair, "Hello", bl.BigOnly())
+    assert r.choices[0].text == big_only.text  # speculative decoding is lossless
+    block = r.model_extra["biglittle"]
+    assert block["policy"].startswith("speculative:draft=3")
+    assert len(block["origins"]) == len(block["reasons"]) == 16
+    assert block["origins"].count("small") == block["stats"]["small_tokens"]
+    never = client.completions.create(model=MODEL, prompt="Hello", max_tokens=8,
+                                      extra_body={"biglittle": {"fallback": 2.0, "return_origins": True}})
+    assert never.model_extra["biglittle"]["origins"] == ["big"] * 8
+
+
+def test_stream_with_origins_carries_token_pieces(server, text_pair):
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 12, "stream": True,
+            "biglittle": {"return_origins": True}}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    pieces = sum((e["biglittle"].get("pieces", []) for e in events if "biglittle" in e), [])
+    reasons = sum((e["biglittle"].get("reasons", []) for e in events if "pieces" in e.get("biglittle", {})), [])
+    assert "".join(pieces) == solo(text_pair, "Hello", max_new_tokens=12).text
+    assert len(reasons) == 12 and set(reasons) <= {"small", "correction", "fallback", "big"}
+
+
+def test_models_health_metrics(server, client):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    client.completions.create(model=MODEL, prompt="Hello", max_tokens=4)
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("biglittle_requests_total", "biglittle_tokens_total{origin=\"small\"}", "biglittle_big_calls_total",
+                 "biglittle_rollbacks_total", "biglittle_acceptance_rate", "biglittle_request_latency_seconds_bucket"):
+        assert name in text, name
+    served = sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("biglittle_tokens_total{"))
+    assert served >= 4
+
+
+def test_score_endpoint_matches_the_big_model(server, text_pair):
+    small, big = text_pair
+    ids = big.tokenizer.encode("Hello there")
+    r = httpx.post(server.url + "/v1/score", json={"model": MODEL, "token_ids": ids, "start": 2, "top_k": 5}).json()
+    ref = big.session().extend(ids)
+    assert r["vocab_size"] == big.vocab_size and [row["position"] for row in r["rows"]] == list(range(2, len(ids)))
+    for row in r["rows"]:
+        p = row["position"]
+        assert row["top"][0][0] == int(ref[p].argmax())
+        assert math.isclose(row["top"][0][1], float(ref[p].max()), abs_tol=1e-4)
+        if p + 1 < len(ids):
+            assert math.isclose(row["next_logprob"], float(ref[p, ids[p + 1]]), abs_tol=1e-4)
+    assert r["rows"][-1]["next_token"] is None
+
+
+def test_remote_backend_through_our_server_equals_local(server, text_pair):
+    small, big = text_pair
+    remote = bl.load_model(f"remote:{server.url}#{MODEL}", tokenizer_from=small)
+    assert remote.dialect.name == "biglittle"
+    for prompt in ("Hello", "def f(x):"):
+        ref = bl.generate(None, big, prompt, policy=bl.BigOnly(), max_new_tokens=20)
+        for policy in (bl.BigOnly(), bl.Speculative(draft=3), bl.BiLD(rollback=0.0)):
+            got = bl.generate(small, remote, prompt, policy=policy, max_new_tokens=20)
+            assert got.token_ids == ref.token_ids, (prompt, policy)
+        local_bild = bl.generate(small, big, prompt, policy=bl.BiLD(), max_new_tokens=20)
+        assert bl.generate(small, remote, prompt, policy=bl.BiLD(), max_new_tokens=20).token_ids == local_bild.token_ids
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("body, status, word", [
+    ('{"model": "tiny-pair", "prompt": ', 400, "not valid JSON"),
+    ({"model": "gpt-9", "prompt": "hi"}, 404, "does not exist"),
+    ({"model": MODEL, "prompt": ""}, 400, "empty"),
+    ({"model": MODEL, "prompt": "   "}, 400, "empty"),
+    ({"model": MODEL, "prompt": "x" * 600, "max_tokens": 8}, 400, "context window"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "bild", "fallback": -1}}, 400, "fallback must be"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "speculative", "draft": 0}}, 400, "draft must be"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "warp"}}, 400, "unknown policy"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "bild", "draft": 3}}, 400, "takes"),
+    ({"model": MODEL, "prompt": "hi", "n": 2}, 400, "n=1"),
+    ({"model": MODEL, "prompt": "hi", "temperature": -1}, 400, "temperature"),
+    ({"model": MODEL, "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
+    ({"model": MODEL}, 422, "prompt"),
+    ({"model": MODEL, "prompt": "hi", "max_tokens": "many"}, 422, "max_tokens"),
+])
+def test_bad_input_gets_openai_errors(server, body, status, word):
+    kw = {"content": body} if isinstance(body, str) else {"json": body}
+    r = httpx.post(server.url + "/v1/completions", headers={"content-type": "application/json"}, timeout=30, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert word in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+def test_bad_chat_and_score_input(server):
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": MODEL, "messages": []})
+    assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/score", json={"model": MODEL, "token_ids": [1, 99999]})
+    assert r.status_code == 400
+    r = httpx.post(server.url + "/v1/score", json={"model": MODEL, "token_ids": [1, 2], "start": 5})
+    assert r.status_code == 400 and "start" in r.json()["error"]["message"]
+
+
+def test_api_key(text_pair):
+    small, big = text_pair
+    live = LiveServer(create_app(Engine(small, big, bl.BiLD()), model_name=MODEL, api_key="s3cret"))
+    try:
+        assert httpx.get(live.url + "/health").status_code == 200
+        for path in ("/v1/models", "/metrics", "/"):
+            r = httpx.get(live.url + path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(live.url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = OpenAI(base_url=live.url + "/v1", api_key="s3cret", max_retries=0)
+        assert ok.completions.create(model=MODEL, prompt="Hi", max_tokens=3).usage.completion_tokens == 3
+        bad = OpenAI(base_url=live.url + "/v1", api_key="nope", max_retries=0)
+        with pytest.raises(Exception, match="401"):
+            bad.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
+        assert httpx.get(live.url + "/?api_key=s3cret").status_code == 200
+    finally:
+        live.stop()
+
+
+# ---------------------------------------------------------------- load, queue, cancel, timeout
+
+def test_bounded_load_every_answer_complete_and_equal_to_solo(server, text_pair):
+    prompts = ["Hello", "def f(x):", "Once upon"]
+    expected = {p: solo(text_pair, p, max_new_tokens=8).text for p in prompts}
+
+    def one(i):
+        p = prompts[i % 3]
+        r = httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": p, "max_tokens": 8},
+                       timeout=120)
+        return p, r.status_code, r.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(200)))
+    assert all(status == 200 for _, status, _ in results)
+    assert all(body["choices"][0]["text"] == expected[p] for p, _, body in results)
+    assert all(body["usage"]["completion_tokens"] == 8 for _, _, body in results)
+
+
+def test_burst_past_the_queue_gets_429s_and_the_rest_complete(text_pair):
+    small, big = text_pair
+    live = LiveServer(create_app(Engine(small, big, bl.BiLD(), max_queue=3), model_name=MODEL))
+    expected = solo(text_pair, "Hello", max_new_tokens=48).text
+    barrier = threading.Barrier(16)
+
+    def one(_):
+        barrier.wait()
+        r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 48},
+                       timeout=120)
+        return r.status_code, r.json()
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(16)))
+    finally:
+        live.stop()
+    statuses = [s for s, _ in results]
+    assert set(statuses) <= {200, 429} and statuses.count(429) >= 1 and statuses.count(200) >= 3
+    assert all(body["choices"][0]["text"] == expected for s, body in results if s == 200)
+    assert all(body["error"]["type"] == "rate_limit_error" for s, body in results if s == 429)
+
+
+def test_client_disconnect_cancels_generation(server):
+    engine = server.server.config.app.state.engine
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 400, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                break  # one chunk, then hang up
+    t0 = time.monotonic()
+    while engine.in_flight and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert engine.in_flight == 0
+
+
+def test_request_timeout(text_pair):
+    small, big = text_pair
+    live = LiveServer(create_app(Engine(small, big, bl.BigOnly(), timeout_s=0.05), model_name=MODEL))
+    try:
+        r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 400},
+                       timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+    finally:
+        live.stop()
+
+
+def test_graceful_shutdown_finishes_or_ends_streams(text_pair):
+    small, big = text_pair
+    live = LiveServer(create_app(Engine(small, big, bl.BiLD()), model_name=MODEL))
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 300, "stream": True}
+    lines = []
+    with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=30) as r:
+        it = r.iter_lines()
+        lines.append(next(it))
+        stopper = threading.Thread(target=live.stop)
+        t0 = time.monotonic()
+        stopper.start()
+        try:
+            lines += list(it)
+        except httpx.HTTPError:
+            pass  # the server may end the stream early; it must not hang
+    stopper.join(30)
+    assert not live.thread.is_alive() and time.monotonic() - t0 < 30
+    assert lines[0].startswith("data: {")
+
+
+def test_remote_refuses_a_server_with_another_tokenizer(server, tiny_dir):
+    from tiny import make_model
+
+    other = bl.load_model(f"hf:{make_model(str(tiny_dir / 'perm2'), layers=1, hidden=32, tokenizer=True, permute_tokenizer=True)}")
+    with pytest.raises(bl.VocabMismatchError, match="tokenizes text differently"):
+        bl.load_model(f"remote:{server.url}#{MODEL}", tokenizer_from=other)
