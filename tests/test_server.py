@@ -83,6 +83,7 @@ def test_stream_with_origins_carries_token_pieces(server, text_pair):
     with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     pieces = sum((e["biglittle"].get("pieces", []) for e in events if "biglittle" in e), [])
+    pieces += [e["biglittle"].get("pieces_tail", "") for e in events if "stats" in e.get("biglittle", {})]
     reasons = sum((e["biglittle"].get("reasons", []) for e in events if "pieces" in e.get("biglittle", {})), [])
     assert "".join(pieces) == solo(text_pair, "Hello", max_new_tokens=12).text
     assert len(reasons) == 12 and set(reasons) <= {"small", "correction", "fallback", "big"}

@@ -210,16 +210,19 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
     def finish_reason(result) -> str:
         return "length" if result.stats.finish_reason == "length" else "stop"
 
-    def pieces(tokenizer, before: list[int], new: list[int]) -> list[str]:
-        """Each new token's own text (for colouring), from decoding growing prefixes."""
+    def pieces(tokenizer, ids: list[int], shown: str, new: list[int]) -> tuple[list[str], str]:
+        """Each new token's own text, for colouring: decode growing prefixes and give each token
+        what its prefix adds. A token that ends in the middle of a character gets "" and the next
+        one the whole character. Returns the pieces and the text shown so far."""
         if tokenizer is None:
-            return [str(t) for t in new]
-        out, prev = [], tokenizer.decode(before)
+            return [str(t) for t in new], shown
+        out = []
         for i in range(1, len(new) + 1):
-            text = tokenizer.decode(before + new[:i])
-            out.append(text[len(prev):] if text.startswith(prev) else text)
-            prev = text
-        return out
+            text = tokenizer.decode(ids + new[:i]).rstrip("\ufffd")
+            piece = text[len(shown):] if text.startswith(shown) else ""
+            shown += piece
+            out.append(piece)
+        return out, shown
 
     async def run_job(request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str, stream: bool):
         t0 = time.monotonic()
@@ -245,6 +248,7 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
 
         async def stream_events():
             seen: list[int] = []
+            shown = ""
             got_text = False
             try:
                 if chat:
@@ -255,9 +259,9 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
                     if kind == "chunk":
                         extra = {}
                         if with_origins and value.token_ids:
+                            texts, shown = pieces(engine.big.tokenizer, seen, shown, value.token_ids)
                             extra["biglittle"] = {"token_ids": value.token_ids, "origins": value.origins,
-                                                  "reasons": value.reasons,
-                                                  "pieces": pieces(engine.big.tokenizer, seen, value.token_ids)}
+                                                  "reasons": value.reasons, "pieces": texts}
                             seen = seen + value.token_ids
                         if value.text or extra:
                             if value.text and not got_text:
@@ -268,8 +272,11 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
                         metrics.record_generation(value.stats)
                         metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
                         metrics.requests.labels(endpoint, "200").inc()
+                        block = biglittle_block(value, with_origins)
+                        if with_origins and value.text is not None and value.text.startswith(shown):
+                            block["pieces_tail"] = value.text[len(shown):]  # text no token's piece showed yet
                         yield sse(envelope(text_choice("", chat, finish_reason(value)), usage=usage(value),
-                                           biglittle=biglittle_block(value, with_origins)))
+                                           biglittle=block))
                         yield "data: [DONE]\n\n"
                         return
                     else:
