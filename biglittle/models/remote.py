@@ -108,6 +108,7 @@ class BiglittleDialect:
 
     def __init__(self, http: Http, model: str):
         self.http, self.model = http, model
+        self.server_s = 0.0  # forward-pass time the server reported, summed over calls
 
     def tokenize(self, text: str) -> list[int] | None:
         return self.http.call("POST", "/v1/tokenize", {"model": self.model, "text": text})["tokens"]
@@ -115,6 +116,7 @@ class BiglittleDialect:
     def score(self, ids: list[int], start: int, top_k: int) -> Rows:
         resp = self.http.call("POST", "/v1/score", {"model": self.model, "token_ids": ids, "start": start,
                                                     "top_k": top_k})
+        self.server_s += float(resp.get("elapsed_s") or 0.0)  # the server's own forward-pass time
         try:
             rows = resp["rows"]
             return Rows([{int(t): float(lp) for t, lp in row["top"]} for row in rows],

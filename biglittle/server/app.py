@@ -10,7 +10,8 @@ overrides the server's default policy for one request; responses carry OpenAI `u
 
 /v1/score request:  {"model": str, "token_ids": [int, ...], "start": int = 0, "top_k": int = 20}
 /v1/score response: {"model", "vocab_size", "start", "rows": [{"position": p, "next_token": id|null,
-                     "next_logprob": float|null, "top": [[id, logprob], ...]}, ...]}
+                     "next_logprob": float|null, "top": [[id, logprob], ...]}, ...],
+                     "elapsed_s": the forward pass's time, "computed": positions it had to compute}
   row p describes the big model's distribution after token_ids[p]; next_logprob is the log-prob of
   token_ids[p+1] under it (null for the last position).
 """

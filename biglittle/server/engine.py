@@ -138,7 +138,7 @@ class Engine:
             raise PromptError(f"{len(token_ids)} tokens are beyond the context window of {big.context_length}")
         session = self._score_session(token_ids)
         feed = session.sync(token_ids, min_feed=len(token_ids) - start)
-        logp, _ = session.extend(feed, keep=len(token_ids) - start)
+        logp, elapsed = session.extend(feed, keep=len(token_ids) - start)
         values, ids = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1)
         rows = []
         for i in range(logp.shape[0]):
@@ -147,7 +147,8 @@ class Engine:
             rows.append({"position": pos, "next_token": nxt,
                          "next_logprob": float(logp[i, nxt]) if nxt is not None else None,
                          "top": [[int(t), float(v)] for t, v in zip(ids[i], values[i])]})
-        return {"vocab_size": big.vocab_size, "start": start, "rows": rows}
+        return {"vocab_size": big.vocab_size, "start": start, "rows": rows, "elapsed_s": elapsed,
+                "computed": len(feed)}
 
     def _score_session(self, token_ids: list[int]) -> TrackedSession:
         """The cached session sharing the longest prefix with token_ids (remote clients resend the
