@@ -26,20 +26,7 @@ import biglittle as bl
 from biglittle.data import get_task
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from live import free_port  # noqa: E402
-
-
-def wait(url: str, proc, timeout: float = 300):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
+from live import free_port, wait_ready  # noqa: E402
 
 
 def baseline(url: str, ids: list[int], tokens: int) -> tuple[float, float, int]:
@@ -72,7 +59,7 @@ def main():
                                "--port", str(port), "--policy", "big"], stderr=subprocess.DEVNULL)
     procs = [server]
     try:
-        wait(f"http://127.0.0.1:{port}", server)
+        wait_ready(f"http://127.0.0.1:{port}", server, timeout=300, path="/health")
         small = bl.load_model(args.small)
         task = get_task("code")
         prompts = [small.tokenizer.apply_chat(task.build_prompt(ex, True)) for ex in task.load(args.prompts)]
@@ -83,7 +70,7 @@ def main():
                                       "--target", f"127.0.0.1:{port}", "--delay-ms", str(rtt)])
             procs.append(proxy)
             url = f"http://127.0.0.1:{pport}"
-            wait(url, proxy)
+            wait_ready(url, proxy, path="/health")
             remote = bl.load_model(f"remote:{url}#biglittle", tokenizer_from=small)
             base = [baseline(url, ids, args.tokens) for ids in prompts]
             base_s = sum(b[0] for b in base)

@@ -34,3 +34,19 @@ class LiveServer:
     def stop(self, timeout: float = 20.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+
+
+def wait_ready(url: str, proc, timeout: float = 120.0, path: str = "/v1/models") -> None:
+    """Wait until a server started as a subprocess answers `path` with 200 (or fail clearly)."""
+    import httpx
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            if httpx.get(url + path, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up in {timeout:g} s")

@@ -16,7 +16,7 @@ import pytest
 
 import biglittle as bl
 from biglittle.errors import RemoteError
-from live import free_port
+from live import free_port, wait_ready
 
 
 class FakeServer:
@@ -134,21 +134,6 @@ def test_bad_remote_spec():
 
 SMOL = "smollm2-135m"
 PROMPTS = ["def add(a, b):\n    return", "The capital of France is", "for i in range(10):"]
-
-
-def wait_ready(url: str, proc, timeout: float = 60.0):
-    import httpx
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/v1/models", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not come up in {timeout} s")
 
 
 def start_llama_server(path: str):
