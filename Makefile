@@ -13,12 +13,14 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 # torch is pinned in pyproject (the CPU build on these machines); extras pull the backends.
+# llama-cpp-python is built from source (about 5 minutes the first time; pip caches the wheel).
 install: $(PY)
+	bash scripts/install-system-deps.sh build
 	$(PIP) install -q -e '.[all]'
 
 install-test: install
 	$(PIP) install -q -e '.[all,dev]'
-	bash scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh test
 
 # The main job: a real big–little generation on the embedded default pair.
 demo: install
