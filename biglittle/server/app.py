@@ -5,8 +5,10 @@ events), GET /v1/models, GET /health, GET /metrics (Prometheus), POST /v1/score 
 POST /v1/tokenize (used by the remote backend), GET / (the playground page).
 
 Extra request field "biglittle": {"policy": "bild", "fallback": 0.6, ..., "return_origins": true}
-overrides the server's default policy for one request; responses carry OpenAI `usage` plus a
-"biglittle" block with the generation's stats (and per-token origins and reasons on request).
+overrides the server's default policy for one request ("policy" may be a full spec such as
+"bild:fallback=0.5"; parameters without a policy adjust the server's policy); responses carry
+OpenAI `usage` plus a "biglittle" block with the generation's stats (and per-token origins and
+reasons on request).
 
 /v1/score request:  {"model": str, "token_ids": [int, ...], "start": int = 0, "top_k": int = 20}
 /v1/score response: {"model", "vocab_size", "start", "rows": [{"position": p, "next_token": id|null,
@@ -18,25 +20,25 @@ overrides the server's default policy for one request; responses carry OpenAI `u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import hmac
 import json
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import fields
 from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import biglittle as bl
-from ..decoding.policies import POLICIES
 from ..errors import BigLittleError
-from .engine import Closing, Engine, Job, QueueFull
+from .engine import Closing, Engine, Events, Job, QueueFull
 from .metrics import Metrics
 
 
@@ -49,6 +51,8 @@ class ApiError(Exception):
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
+
+PIECE_WINDOW = 8  # tokens of context when decoding each streamed token's own text
 
 # ---------------------------------------------------------------- request bodies
 
@@ -67,7 +71,7 @@ class CompletionBody(BaseModel):
     temperature: float | None = 0.0
     top_p: float | None = None
     top_k: int | None = None
-    seed: int | None = 0
+    seed: int | None = Field(default=0, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     stream: bool = False
     n: int = 1
@@ -77,7 +81,7 @@ class CompletionBody(BaseModel):
 
 class ScoreBody(BaseModel):
     model: str
-    token_ids: list[int]
+    token_ids: list[StrictInt]
     start: int = 0
     top_k: int = Field(default=20, ge=1, le=1000)
 
@@ -87,10 +91,24 @@ class TokenizeBody(BaseModel):
     text: str
 
 
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
 class Message(BaseModel):
+    """A chat message; content is a string or OpenAI's list of parts (text parts only)."""
     model_config = ConfigDict(extra="ignore")
     role: str
-    content: str
+    content: str | list[ContentPart]
+
+    def as_text(self) -> dict:
+        if isinstance(self.content, str):
+            return {"role": self.role, "content": self.content}
+        if any(part.type != "text" or part.text is None for part in self.content):
+            raise ApiError(400, "only text content parts are supported", param="messages")
+        return {"role": self.role, "content": "".join(part.text for part in self.content)}
 
 
 class ChatBody(CompletionBody):
@@ -116,10 +134,12 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
             return
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
             or request.headers.get("x-api-key", "") or request.query_params.get("api_key", "")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        # compare digests: constant time, and the key's length leaks nothing either
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), key_digest):
             raise ApiError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
                            "authentication_error", code="invalid_api_key")
 
+    key_digest = hashlib.sha256(api_key.encode()).digest() if api_key is not None else b""
     auth = [Depends(check_key)]
 
     # ------------------------------------------------------------ errors, always OpenAI-shaped
@@ -160,28 +180,32 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
             raise ApiError(400, "echo is not supported; use /v1/score for prompt log-probs", param="echo")
         if body.max_tokens is None or body.max_tokens < 1:
             raise ApiError(400, "max_tokens must be ≥ 1", param="max_tokens")
-        o = body.biglittle
-        params = {k: v for k, v in (o.model_extra or {}).items()}
-        policy = engine.policy
-        if o.policy is not None or params:
-            cls = POLICIES.get(o.policy or engine.policy.name)
-            if cls is None:
-                raise ApiError(400, f"unknown policy {o.policy!r}; choose from {', '.join(POLICIES)}",
-                               param="biglittle.policy")
-            known = {f.name for f in fields(cls)}
-            unknown = set(params) - known
-            if unknown:
-                raise ApiError(400, f"policy {cls.name!r} takes {', '.join(sorted(known)) or 'no parameters'}; "
-                               f"got {', '.join(sorted(unknown))}", param="biglittle")
-            if "rollback" in params and params["rollback"] in ("inf", "Infinity", None):
-                params["rollback"] = float("inf")
-            try:
-                policy = cls(**params)
-            except BigLittleError as e:
-                raise ApiError(400, str(e), param="biglittle") from None
+        policy = request_policy(body.biglittle)
         options = dict(max_new_tokens=body.max_tokens, temperature=body.temperature or 0.0, top_k=body.top_k,
                        top_p=body.top_p, seed=body.seed, stop=body.stop)
         return Job(prompt, policy, options, chat=chat, timeout_s=engine.timeout_s)
+
+    def request_policy(o: Overrides) -> bl.Policy:
+        """The policy for one request: "policy" (a name or a full spec like "bild:fallback=0.5",
+        parsed by bl.parse_policy) or else the server's, with any other fields as its parameters."""
+        params = dict(o.model_extra or {})
+        if not o.policy and not params:
+            return engine.policy
+        try:
+            base = bl.parse_policy(o.policy) if o.policy else engine.policy
+        except BigLittleError as e:
+            raise ApiError(400, str(e), param="biglittle.policy") from None
+        known = {f.name for f in dataclasses.fields(base) if f.init}
+        unknown = set(params) - known
+        if unknown:
+            raise ApiError(400, f"policy {base.name!r} takes {', '.join(sorted(known)) or 'no parameters'}; "
+                           f"got {', '.join(sorted(unknown))}", param="biglittle")
+        if params.get("rollback", 0) in ("inf", "Infinity", None):  # JSON has no infinity
+            params["rollback"] = float("inf")
+        try:
+            return dataclasses.replace(base, **params)
+        except BigLittleError as e:
+            raise ApiError(400, str(e), param="biglittle") from None
 
     def admit(job: Job) -> None:
         try:
@@ -193,10 +217,33 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
             raise ApiError(503, "the server is shutting down", "server_error") from None
         metrics.queue.set(engine.in_flight)
 
-    def as_api_error(e: Exception) -> ApiError:
+    def as_api_error(e: BaseException) -> ApiError:
         if isinstance(e, BigLittleError):
             return ApiError(400, str(e))
+        if isinstance(e, asyncio.CancelledError):  # the client went away; nobody reads this answer
+            return ApiError(499, "the client closed the request", "cancelled")
         return ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error")
+
+    def event_error(kind: str, value, job: Job) -> ApiError:
+        if kind == "timeout":
+            return ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error", code="timeout")
+        return as_api_error(value)
+
+    async def next_event(events: Events, job: Job, request: Request | None = None):
+        """The job's next event, or ("timeout", None) once its deadline passes (the deadline runs
+        from admission, so waiting in the queue counts). With `request`, a client that goes away
+        meanwhile cancels the job. Either way the worker stops at its next chunk."""
+        while True:
+            left = job.deadline - time.monotonic()
+            if left <= 0:
+                job.cancel.set()
+                return "timeout", None
+            item = await events.next(min(left, 0.5))
+            if item is not None:
+                return item
+            if request is not None and await request.is_disconnected():
+                job.cancel.set()
+                return "error", asyncio.CancelledError()
 
     def biglittle_block(result, with_origins: bool) -> dict:
         block = {"stats": result.stats.to_dict(), "policy": result.stats.policy}
@@ -211,41 +258,58 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
     def finish_reason(result) -> str:
         return "length" if result.stats.finish_reason == "length" else "stop"
 
-    def pieces(tokenizer, ids: list[int], shown: str, new: list[int]) -> tuple[list[str], str]:
-        """Each new token's own text, for colouring: decode growing prefixes and give each token
-        what its prefix adds. A token that ends in the middle of a character gets "" and the next
-        one the whole character. Returns the pieces and the text shown so far."""
+    def pieces(tokenizer, seen: list[int], new: list[int]) -> list[str]:
+        """Each new token's own text, for colouring: decode a short window of the tokens before
+        it plus the new ones, and give each token what it adds to the window's text. A token
+        that ends inside a character gets "" and the one that completes it the whole character.
+        The window (not the whole text so far) keeps each chunk's cost on the event loop flat."""
         if tokenizer is None:
-            return [str(t) for t in new], shown
+            return [str(t) for t in new]
+        window = seen[-PIECE_WINDOW:]
+        text = tokenizer.decode(window).rstrip("\ufffd")
         out = []
         for i in range(1, len(new) + 1):
-            text = tokenizer.decode(ids + new[:i]).rstrip("\ufffd")
-            piece = text[len(shown):] if text.startswith(shown) else ""
-            shown += piece
+            longer = tokenizer.decode(window + new[:i]).rstrip("\ufffd")
+            piece = longer[len(text):] if longer.startswith(text) else ""
+            text += piece
             out.append(piece)
-        return out, shown
+        return out
 
     async def run_job(request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str, stream: bool):
         t0 = time.monotonic()
         cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
-        events = engine.generate(job)
-        try:
-            kind, value = await events.__anext__()  # the first event tells a bad request from a good one
+        events = engine.submit(job)
+        finished = False
+
+        def finish() -> None:
+            """Once per job, however it ends: stop the worker (a no-op if it is done) and free
+            the job's place in the queue."""
+            nonlocal finished
+            if not finished:
+                finished = True
+                job.cancel.set()
+                events.close()
+                engine.release(job)
+                metrics.queue.set(engine.in_flight)
+
+        try:  # the first event tells a bad request (400 before any output) from a good one
+            first = await next_event(events, job, request)
         except BaseException:
-            engine.release(job)
+            finish()
             raise
-        if kind in ("error", "timeout"):
-            engine.release(job)
-            await events.aclose()
-            e = ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
-                if kind == "timeout" else as_api_error(value)
-            raise e
-        first = (kind, value)
+        if first[0] not in ("chunk", "done"):
+            finish()
+            raise event_error(*first, job)
 
         def envelope(choice: dict, **extra) -> dict:
             return {"id": cid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
                     "model": model_name, "choices": [choice], **extra}
+
+        def done(result) -> None:
+            metrics.record_generation(result.stats, result.reasons)
+            metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
+            metrics.requests.labels(endpoint, "200").inc()
 
         async def stream_events():
             seen: list[int] = []
@@ -254,25 +318,23 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
             try:
                 if chat:
                     yield sse(envelope({"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}))
-                item = first
+                kind, value = first
                 while True:
-                    kind, value = item
                     if kind == "chunk":
                         extra = {}
                         if with_origins and value.token_ids:
-                            texts, shown = pieces(engine.big.tokenizer, seen, shown, value.token_ids)
+                            texts = pieces(engine.big.tokenizer, seen, value.token_ids)
                             extra["biglittle"] = {"token_ids": value.token_ids, "origins": value.origins,
                                                   "reasons": value.reasons, "pieces": texts}
-                            seen = seen + value.token_ids
+                            seen.extend(value.token_ids)
+                            shown += "".join(texts)
                         if value.text or extra:
                             if value.text and not got_text:
                                 got_text = True
                                 metrics.first_token.observe(time.monotonic() - t0)
                             yield sse(envelope(text_choice(value.text, chat, None), **extra))
                     elif kind == "done":
-                        metrics.record_generation(value.stats)
-                        metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
-                        metrics.requests.labels(endpoint, "200").inc()
+                        done(value)
                         block = biglittle_block(value, with_origins)
                         if with_origins and value.text is not None and value.text.startswith(shown):
                             block["pieces_tail"] = value.text[len(shown):]  # text no token's piece showed yet
@@ -281,46 +343,31 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
                         yield "data: [DONE]\n\n"
                         return
                     else:
-                        err = ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
-                            if kind == "timeout" else as_api_error(value)
+                        err = event_error(kind, value, job)
                         metrics.requests.labels(endpoint, str(err.status)).inc()
-                        yield sse(error_body(err.message, err.type))
+                        yield sse(error_body(err.message, err.type, err.param, err.code))
                         yield "data: [DONE]\n\n"
                         return
-                    item = await events.__anext__()
+                    # a client that goes away surfaces here as a closed generator (its next send fails)
+                    kind, value = await next_event(events, job)
             finally:
-                job.cancel.set()  # a client that went away cancels its generation
-                await events.aclose()
-                engine.release(job)
-                metrics.queue.set(engine.in_flight)
+                finish()
 
         if stream:
-            return StreamingResponse(stream_events(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return JobStream(stream_events(), on_close=finish, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-        # not streaming: collect, watching for a client that goes away
+        # not streaming: collect, watching the deadline and for a client that goes away
         try:
-            item = first
-            while item[0] == "chunk":
-                nxt = asyncio.ensure_future(events.__anext__())
-                while not nxt.done():
-                    await asyncio.wait([nxt], timeout=0.5)
-                    if not nxt.done() and await request.is_disconnected():
-                        job.cancel.set()
-                item = nxt.result()
-            kind, value = item
-            if kind != "done":
-                raise ApiError(504, f"the request took longer than {job.timeout_s:g} s", "timeout_error") \
-                    if kind == "timeout" else as_api_error(value)
+            kind, value = first
+            while kind == "chunk":
+                kind, value = await next_event(events, job, request)
         finally:
-            job.cancel.set()
-            await events.aclose()
-            engine.release(job)
-            metrics.queue.set(engine.in_flight)
+            finish()
+        if kind != "done":
+            raise event_error(kind, value, job)
         result = value
-        metrics.record_generation(result.stats)
-        metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
-        metrics.requests.labels(endpoint, "200").inc()
+        done(result)
         choice = {"index": 0, "finish_reason": finish_reason(result), "logprobs": None}
         if chat:
             choice["message"] = {"role": "assistant", "content": result.text}
@@ -349,20 +396,28 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(body: ChatBody, request: Request):
         check_model(body.model)
-        if not body.messages or not any(m.content.strip() for m in body.messages):
+        messages = [m.as_text() for m in body.messages]
+        if not any(m["content"].strip() for m in messages):
             raise ApiError(400, "messages must hold at least one non-empty message", param="messages")
-        job = make_job(body, [m.model_dump() for m in body.messages], chat=True)
+        job = make_job(body, messages, chat=True)
         admit(job)
         return await run_job(request, job, True, body.biglittle.return_origins, "/v1/chat/completions",
                              body.stream)
 
+    def model_card() -> dict:
+        return {"id": model_name, "object": "model", "created": 0, "owned_by": "biglittle",
+                "biglittle": {"small": getattr(engine.small, "spec", None), "big": engine.big.spec,
+                              "policy": engine.policy.describe(), "vocab_size": engine.big.vocab_size,
+                              "context_length": engine.big.context_length}}
+
     @app.get("/v1/models", dependencies=auth)
     async def models():
-        return {"object": "list", "data": [{
-            "id": model_name, "object": "model", "created": 0, "owned_by": "biglittle",
-            "biglittle": {"small": getattr(engine.small, "spec", None), "big": engine.big.spec,
-                          "policy": engine.policy.describe(), "vocab_size": engine.big.vocab_size,
-                          "context_length": engine.big.context_length}}]}
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}", dependencies=auth)
+    async def one_model(name: str):
+        check_model(name)
+        return model_card()
 
     @app.post("/v1/score", dependencies=auth)
     async def score(body: ScoreBody):
@@ -397,9 +452,25 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
     @app.get("/", response_class=HTMLResponse, dependencies=auth)
     async def page():
         html = resources.files("biglittle.server").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html.replace("__MODEL__", model_name).replace("__POLICY__", engine.policy.name))
+        config = json.dumps({"model": model_name, "policy": engine.policy.name}).replace("<", "\\u003c")
+        return HTMLResponse(html.replace("__CONFIG__", config))
 
     return app
+
+
+class JobStream(StreamingResponse):
+    """A streamed answer that always frees its job, even when the client is gone before the
+    body starts (then Starlette never runs, and so never closes, the body generator)."""
+
+    def __init__(self, content, on_close, **kw):
+        super().__init__(content, **kw)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
 
 
 def text_choice(text: str, chat: bool, finish: str | None) -> dict:

@@ -5,7 +5,8 @@ session cache is not thread-safe), so every job — a generation or a scoring ca
 single worker thread. `admit` bounds how many jobs may be waiting or running; the HTTP layer
 answers 429 when it says no. A generation hands its chunks to the event loop through an asyncio
 queue, checks its cancel flag (set when the client disconnects) and its deadline between chunks,
-and closes the library's stream when either fires.
+and closes the library's stream when either fires. The deadline runs from admission, so time
+spent waiting behind other requests counts: a job whose time is up before it starts never runs.
 """
 from __future__ import annotations
 
@@ -40,6 +41,34 @@ class Job:
     chat: bool = False
     timeout_s: float = 300.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float = field(init=False)
+
+    def __post_init__(self):
+        self.deadline = time.monotonic() + self.timeout_s
+
+
+class Events:
+    """A job's events as the event loop reads them: ("chunk", Chunk)…, then ("done", result),
+    ("error", exception) or ("timeout", None). `next` waits at most `timeout` seconds (None
+    when nothing came); the pending read survives a timeout, so no event is ever lost."""
+
+    def __init__(self, queue: asyncio.Queue):
+        self._queue = queue
+        self._get: asyncio.Future | None = None
+
+    async def next(self, timeout: float):
+        if self._get is None:
+            self._get = asyncio.ensure_future(self._queue.get())
+        done, _ = await asyncio.wait({self._get}, timeout=timeout)
+        if not done:
+            return None
+        item, self._get = self._get.result(), None
+        return item
+
+    def close(self) -> None:
+        if self._get is not None:
+            self._get.cancel()
+            self._get = None
 
 
 class Engine:
@@ -80,26 +109,24 @@ class Engine:
 
     # ------------------------------------------------------------ generation
 
-    async def generate(self, job: Job):
-        """Async iterator of ("chunk", Chunk) events, ending with ("done", result),
-        ("error", exception) or ("timeout", None)."""
+    def submit(self, job: Job) -> Events:
+        """Queue an admitted job on the model thread; its events arrive on the calling loop."""
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue()
 
         def put(kind, value):
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
         self.pool.submit(self._work, job, put)
-        while True:
-            kind, value = await events.get()
-            yield kind, value
-            if kind != "chunk":
-                return
+        return Events(queue)
 
     def _work(self, job: Job, put) -> None:
-        deadline = time.monotonic() + job.timeout_s
+        deadline = job.deadline
         if job.cancel.is_set():
             put("error", asyncio.CancelledError())
+            return
+        if time.monotonic() > deadline:
+            put("timeout", None)
             return
         try:
             chunks = bl.stream(self.small if job.policy.uses_small else None, self.big if job.policy.uses_big else None,

@@ -14,6 +14,10 @@ class Metrics:
                                 ["endpoint", "status"], registry=r)
         self.tokens = Counter("biglittle_tokens_total", "Generated tokens by the model that wrote them",
                               ["origin"], registry=r)
+        self.reasons = Counter("biglittle_token_reasons_total",
+                               "Generated tokens by why they are there: small (accepted draft), correction "
+                               "(big replaced a rejected draft), fallback (big took over from an unsure small "
+                               "model), big (any other big token)", ["reason"], registry=r)
         self.big_calls = Counter("biglittle_big_calls_total", "Big-model forward passes", registry=r)
         self.small_calls = Counter("biglittle_small_calls_total", "Small-model forward passes", registry=r)
         self.rollbacks = Counter("biglittle_rollbacks_total", "Rounds in which the big model rejected drafts",
@@ -30,9 +34,11 @@ class Metrics:
         self.queue = Gauge("biglittle_queue_depth", "Requests admitted and not finished (running + waiting)",
                            registry=r)
 
-    def record_generation(self, stats) -> None:
+    def record_generation(self, stats, reasons=()) -> None:
         self.tokens.labels("small").inc(stats.small_tokens)
         self.tokens.labels("big").inc(stats.big_tokens)
+        for reason in ("small", "correction", "fallback", "big"):
+            self.reasons.labels(reason).inc(reasons.count(reason) if reasons else 0)
         self.big_calls.inc(stats.big_calls)
         self.small_calls.inc(stats.small_calls)
         self.rollbacks.inc(stats.rollbacks)
