@@ -11,6 +11,10 @@ from .decoding.result import Chunk, GenerationResult, Stats
 from .errors import BigLittleError, ConfigError, ModelSpecError, PromptError, VocabMismatchError
 from .generate import generate, stream
 from .models import load_model
+from .cascade import Cascade
+from .contrastive import Contrastive
+from .router import Router
+from .tune import load_policy_config, tune
 
 __version__ = "0.1.0"
 
@@ -18,4 +22,5 @@ __all__ = [
     "BigLittleError", "BigOnly", "BiLD", "Chunk", "ConfigError", "GenerationResult", "ModelSpecError",
     "Policy", "PromptError", "SmallOnly", "Speculative", "Stats", "VocabMismatchError", "generate",
     "load_model", "parse_policy", "stream",
+    "Cascade", "Contrastive", "Router", "load_policy_config", "tune",
 ]

@@ -228,7 +228,12 @@ POLICIES = {"big": BigOnly, "small": SmallOnly, "speculative": Speculative, "bil
 
 
 def parse_policy(spec: str) -> Policy:
-    """Parse "bild:fallback=0.6,rollback=5" or "speculative:draft=4,schedule=heuristic"."""
+    """Parse "bild:fallback=0.6,rollback=5" or "speculative:draft=4,schedule=heuristic";
+    a path ending in .json is a config file from `biglittle tune` (see biglittle.tune)."""
+    if spec.strip().endswith(".json") and spec.partition(":")[0].strip() not in POLICIES:
+        from ..tune import load_policy_config
+
+        return load_policy_config(spec.strip())
     name, _, args = spec.partition(":")
     cls = POLICIES.get(name.strip())
     if cls is None:
@@ -255,3 +260,12 @@ def _parse_value(text: str):
         except ValueError:
             pass
     return text.strip()
+
+
+# Policies with a loop of their own live beside this package; they import this module, so they
+# are registered last (`parse_policy("cascade:scorer=big-score,threshold=-1.5")`).
+from ..cascade import Cascade  # noqa: E402
+from ..contrastive import Contrastive  # noqa: E402
+from ..router import Router  # noqa: E402
+
+POLICIES.update(contrastive=Contrastive, cascade=Cascade, router=Router)

@@ -1,0 +1,168 @@
+"""Query-level cascades (FrugalGPT; "when to trust the teacher"; confidence-tuned cascades).
+
+The small model answers the whole request; a scorer rates the answer; the answer is kept when
+its score is at least `threshold`, otherwise the big model answers from scratch:
+
+    answer = small(prompt)
+    score  = scorer(prompt, answer)          # a mean or min token log-prob, ≤ 0
+    return answer if score ≥ threshold else big(prompt)
+
+Scorers:
+  small-confidence  the small model's own log-probs of the tokens it wrote (free: they come
+                    out of the generation itself)
+  big-score         the big model's log-probs of the small answer, in ONE forward pass over
+                    prompt + answer (far cheaper than the big model writing the answer)
+`reduce` turns per-token log-probs into one score: "mean" or "min".
+
+threshold = −inf always keeps the small answer; +inf always escalates (then the small model
+is not run at all). Nothing is yielded before the decision, so a stream never shows an answer
+that is then thrown away. The small model's work on a discarded answer still counts in
+small_calls / small_s. stats.extra records who answered and why.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .decoding.loop import TrackedSession
+from .decoding.policies import Policy
+from .errors import ConfigError, RemoteError
+
+SCORERS = ("small-confidence", "big-score")
+REDUCES = ("mean", "min")
+
+
+def json_number(x: float | None):
+    """x for JSON: infinities as the strings "inf" / "-inf" (strict JSON has no Infinity)."""
+    if x is None or math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _threshold(value) -> float:
+    if isinstance(value, str):  # "inf", "-inf", "-1.5" from a spec string or a JSON request
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"threshold must be a number (inf and -inf allowed), got {value!r}") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise ConfigError(f"threshold must be a number (inf and -inf allowed), got {value!r}")
+    return float(value)
+
+
+def reduce_logps(values: Sequence[float], reduce: str) -> float:
+    """One score from per-token log-probs: their mean or their min."""
+    if not values:
+        raise ConfigError("cannot score an empty answer")
+    return sum(values) / len(values) if reduce == "mean" else min(values)
+
+
+def write_alone(tracked: TrackedSession, feed: list[int], sampler, max_new_tokens: int, eos,
+                first_row: torch.Tensor | None = None) -> Iterator[tuple[int, float]]:
+    """One model writes on its own: yield (token, its raw log-prob) until EOS or the budget.
+
+    feed: the tokens the session still has to see before the first new token (the prompt, for
+    a fresh session). first_row: the distribution of the first new token, if a caller already
+    has it (then `feed` must already be in the session). Picks tokens exactly as the shared
+    loop's SmallOnly / BigOnly do, so greedy output (and a seeded draw) is the same."""
+    row = first_row
+    for _ in range(max_new_tokens):
+        if row is None:
+            row = tracked.extend(feed, keep=1)[0][-1]
+        token = int(sampler.pick(sampler.probs(row)))
+        yield token, float(row[token])
+        if token in eos:
+            return
+        feed, row = [token], None
+
+
+def answer_logps(tracked: TrackedSession, prompt_ids: Sequence[int], answer: Sequence[int]) -> list[float]:
+    """The model's log-prob of each token of `answer` after `prompt_ids`, in one forward pass."""
+    seq = list(prompt_ids) + list(answer)
+    feed = tracked.sync(seq[:-1], min_feed=len(answer))
+    logp = tracked.extend(feed, keep=len(answer))[0]
+    return logp.gather(1, torch.tensor(list(answer), dtype=torch.long)[:, None])[:, 0].tolist()
+
+
+@dataclass(frozen=True)
+class Cascade(Policy):
+    """Small model answers; keep the answer if its score ≥ threshold, else the big model answers.
+
+    scorer: "small-confidence" (the small model's own token log-probs) or "big-score" (the big
+      model scores the small answer in one forward pass).
+    threshold: on the reduced log-prob (≤ 0); −inf always keeps the small answer, +inf always
+      escalates. Calibrate it on a dev set (`biglittle tune` does).
+    reduce: "mean" or "min" token log-prob.
+    """
+    scorer: str = "small-confidence"
+    threshold: float = -1.0
+    reduce: str = "mean"
+    name = "cascade"
+
+    def __post_init__(self):
+        if self.scorer not in SCORERS:
+            raise ConfigError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
+        if self.reduce not in REDUCES:
+            raise ConfigError(f"reduce must be one of {', '.join(REDUCES)}, got {self.reduce!r}")
+        object.__setattr__(self, "threshold", _threshold(self.threshold))
+
+    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
+        """Yield (token_ids, origins, reasons): the kept small answer in one piece, or the big
+        model's answer token by token once the cascade has escalated."""
+        extra = stats.extra
+        extra.update(scorer=self.scorer, reduce=self.reduce, threshold=json_number(self.threshold))
+        if self.threshold == math.inf:
+            extra.update(answered_by="big", score=None, small_answer_tokens=0,
+                         reason="threshold is +inf: always escalate (the small model is not run)")
+            yield from _big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
+            return
+
+        small_s = TrackedSession(small.session(), "small", stats)
+        answer, logps = [], []
+        for token, logp in write_alone(small_s, list(prompt_ids), sampler, max_new_tokens, small.eos_token_ids):
+            answer.append(token)
+            logps.append(logp)
+        stats.rounds += 1
+        stats.drafted += len(answer)
+        extra["small_answer_tokens"] = len(answer)
+
+        big_s, score = None, None
+        if self.scorer == "small-confidence":
+            score = reduce_logps(logps, self.reduce)
+        elif self.threshold > -math.inf:  # at −inf the big model's opinion cannot change anything
+            big_s = TrackedSession(big.session(), "big", stats)
+            try:
+                score = reduce_logps(answer_logps(big_s, prompt_ids, answer), self.reduce)
+            except RemoteError as e:
+                if getattr(big, "on_failure", "raise") != "small-only":
+                    raise
+                stats.degraded, extra["degraded_reason"] = True, str(e)
+        extra["score"] = json_number(score)
+
+        if score is None or score >= self.threshold:
+            why = ("the big model could not be reached" if stats.degraded else
+                   "threshold is -inf: always keep the small answer" if score is None else
+                   f"score {score:.4g} ≥ threshold {self.threshold:g}")
+            extra.update(answered_by="small", reason=why)
+            stats.accepted += len(answer)
+            stats.finish_reason = "eos" if answer[-1] in small.eos_token_ids else "length"
+            yield answer, ["small"] * len(answer), ["small"] * len(answer)
+            return
+        extra.update(answered_by="big", reason=f"score {score:.4g} < threshold {self.threshold:g}")
+        stats.rollbacks += 1
+        yield from _big_answer(big, big_s, prompt_ids, sampler, max_new_tokens, stats)
+
+
+def _big_answer(big, big_s: TrackedSession | None, prompt_ids, sampler, max_new_tokens, stats):
+    """The big model answers alone, token by token (reusing its scoring pass's prompt cache)."""
+    big_s = big_s or TrackedSession(big.session(), "big", stats)
+    feed = big_s.sync(list(prompt_ids), min_feed=1)
+    stats.finish_reason = "length"
+    for token, _ in write_alone(big_s, feed, sampler, max_new_tokens, big.eos_token_ids):
+        stats.rounds += 1
+        yield [token], ["big"], ["big"]
+        if token in big.eos_token_ids:
+            stats.finish_reason = "eos"
