@@ -13,6 +13,7 @@ from openai import OpenAI
 
 import biglittle as bl
 from biglittle.server import Engine, create_app
+from biglittle.server.engine import Job
 from live import LiveServer
 
 MODEL = "tiny-pair"
@@ -77,6 +78,30 @@ def test_policy_override_and_origins(client, text_pair):
     assert never.model_extra["biglittle"]["origins"] == ["big"] * 8
 
 
+def test_policy_spec_strings_and_parameters_that_adjust_the_servers_policy(client, text_pair):
+    spec = {"biglittle": {"policy": "speculative:draft=2", "return_origins": True}}
+    r = client.completions.create(model=MODEL, prompt="def f(x):", max_tokens=12, extra_body=spec)
+    assert r.model_extra["biglittle"]["policy"].startswith("speculative:draft=2")
+    assert r.choices[0].text == solo(text_pair, "def f(x):", bl.BigOnly(), max_new_tokens=12).text
+    spec_and_param = {"biglittle": {"policy": "bild:fallback=0.3", "rollback": 1.0}}
+    r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=12, extra_body=spec_and_param)
+    assert r.model_extra["biglittle"]["policy"].startswith("bild:fallback=0.3,rollback=1.0")
+    assert r.choices[0].text == solo(text_pair, "Hello", bl.BiLD(fallback=0.3, rollback=1.0), max_new_tokens=12).text
+    # no policy named: the parameters adjust the server's own policy (BiLD with its defaults here)
+    r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=12, extra_body={"biglittle": {"rollback": 1.0}})
+    assert r.model_extra["biglittle"]["policy"] == bl.BiLD(rollback=1.0).describe()
+
+
+def test_chat_content_parts(client, text_pair):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hi"}]}]
+    r = client.chat.completions.create(model=MODEL, messages=parts, max_tokens=8)
+    ref = solo(text_pair, [{"role": "user", "content": "Say hi"}], chat=True, max_new_tokens=8)
+    assert r.choices[0].message.content == ref.text
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
+    with pytest.raises(Exception, match="400"):
+        client.chat.completions.create(model=MODEL, messages=image, max_tokens=8)
+
+
 def test_stream_with_origins_carries_token_pieces(server, text_pair):
     body = {"model": MODEL, "prompt": "Hello", "max_tokens": 12, "stream": True,
             "biglittle": {"return_origins": True}}
@@ -91,14 +116,21 @@ def test_stream_with_origins_carries_token_pieces(server, text_pair):
 
 def test_models_health_metrics(server, client):
     assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    r = httpx.get(server.url + "/v1/models/gpt-9")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     client.completions.create(model=MODEL, prompt="Hello", max_tokens=4)
     text = httpx.get(server.url + "/metrics").text
     for name in ("biglittle_requests_total", "biglittle_tokens_total{origin=\"small\"}", "biglittle_big_calls_total",
-                 "biglittle_rollbacks_total", "biglittle_acceptance_rate", "biglittle_request_latency_seconds_bucket"):
+                 "biglittle_rollbacks_total", "biglittle_acceptance_rate", "biglittle_request_latency_seconds_bucket",
+                 "biglittle_token_reasons_total{reason=\"correction\"}", "biglittle_time_to_first_token_seconds"):
         assert name in text, name
     served = sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("biglittle_tokens_total{"))
     assert served >= 4
+    by_reason = sum(float(line.split()[-1]) for line in text.splitlines()
+                    if line.startswith("biglittle_token_reasons_total{"))
+    assert by_reason == served  # every token has exactly one reason
 
 
 def test_score_endpoint_matches_the_big_model(server, text_pair):
@@ -146,6 +178,10 @@ def test_remote_backend_through_our_server_equals_local(server, text_pair):
     ({"model": MODEL, "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
     ({"model": MODEL}, 422, "prompt"),
     ({"model": MODEL, "prompt": "hi", "max_tokens": "many"}, 422, "max_tokens"),
+    ({"model": MODEL, "prompt": "hi", "seed": 2 ** 70}, 422, "seed"),
+    ({"model": MODEL, "prompt": [-1]}, 400, "token ids must be in"),
+    ({"model": MODEL, "prompt": "hi", "top_p": 5, "temperature": 1}, 400, "top_p"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "bild:fallback=x"}}, 400, "fallback must be"),
 ])
 def test_bad_input_gets_openai_errors(server, body, status, word):
     kw = {"content": body} if isinstance(body, str) else {"json": body}
@@ -162,6 +198,22 @@ def test_bad_chat_and_score_input(server):
     assert r.status_code == 400
     r = httpx.post(server.url + "/v1/score", json={"model": MODEL, "token_ids": [1, 2], "start": 5})
     assert r.status_code == 400 and "start" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/score", json={"model": MODEL, "token_ids": [True, 2]})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "token_ids.0"
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user"}]})
+    assert r.status_code == 422 and r.json()["error"]["param"].startswith("messages.0.content")
+
+
+def test_page_config_is_escaped(text_pair):
+    small, big = text_pair
+    name = 'x"</script><img src=x onerror=alert(1)>'
+    live = LiveServer(create_app(Engine(small, big, bl.BiLD()), model_name=name))
+    try:
+        html = httpx.get(live.url + "/").text
+    finally:
+        live.stop()
+    assert "</script><img" not in html and "<img src=x" not in html
+    assert "const CONFIG = " + json.dumps({"model": name, "policy": "bild"}).replace("<", "\\u003c") in html
 
 
 def test_api_key(text_pair):
@@ -245,6 +297,32 @@ def test_request_timeout(text_pair):
         r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 400},
                        timeout=30)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+    finally:
+        live.stop()
+
+
+def test_time_waiting_in_the_queue_counts_and_an_expired_job_never_runs(text_pair):
+    small, big = text_pair
+    engine = Engine(small, big, bl.BiLD(), timeout_s=1.0)
+    live = LiveServer(create_app(engine, model_name=MODEL))
+    try:
+        busy = engine.pool.submit(time.sleep, 3.0)  # the model thread is taken for 3 s
+        t0 = time.monotonic()
+        r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 4},
+                       timeout=30)
+        waited = time.monotonic() - t0
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+        assert 0.9 < waited < 2.5  # answered at its deadline, not when the worker got free
+        busy.result(timeout=10)
+        engine.pool.submit(lambda: None).result(timeout=10)  # the expired job has had its turn
+        assert engine.in_flight == 0
+        # the worker's side: a job whose time ran out while it waited reports that and never starts
+        events = []
+        engine._work(Job("Hello", bl.BiLD(), {"max_new_tokens": 4}, timeout_s=0.0), lambda *e: events.append(e))
+        assert events == [("timeout", None)]
+        ok = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 4},
+                        timeout=30)
+        assert ok.status_code == 200
     finally:
         live.stop()
 
