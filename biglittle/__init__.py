@@ -14,7 +14,7 @@ from .models import load_model
 from .cascade import Cascade
 from .contrastive import Contrastive
 from .router import Router
-from .tune import load_policy_config, tune
+from .tune import load_policy_config
 
 __version__ = "0.1.0"
 
@@ -22,5 +22,5 @@ __all__ = [
     "BigLittleError", "BigOnly", "BiLD", "Chunk", "ConfigError", "GenerationResult", "ModelSpecError",
     "Policy", "PromptError", "SmallOnly", "Speculative", "Stats", "VocabMismatchError", "generate",
     "load_model", "parse_policy", "stream",
-    "Cascade", "Contrastive", "Router", "load_policy_config", "tune",
+    "Cascade", "Contrastive", "Router", "load_policy_config",
 ]

@@ -80,6 +80,8 @@ def generate(
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the big model's chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print the result and its stats as JSON."),
     show_origin: bool = typer.Option(False, "--show-origin", help="Colour each token by the model that wrote it."),
+    config: Optional[str] = typer.Option(None, "--config", help="Take the policy (and, unless given, the models) "
+                                         "from a `biglittle tune` config file, or a router file."),
 ):
     """Generate text with a small and a big model.
 
@@ -90,6 +92,11 @@ def generate(
     try:
         pol = build_policy(policy.value, fallback, _float(rollback), max_small_steps, draft, schedule,
                            confidence_stop, acceptance)
+        if config:
+            pol = bl.load_policy_config(config)
+            with open(config, encoding="utf-8") as f:
+                cfg = json.load(f)
+            small, big = small or cfg.get("small"), big or cfg.get("big")
         small_m, big_m = load_pair(small, big, pol, dtype)
         chunks = bl.stream(small_m, big_m, prompt, policy=pol, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat)
@@ -152,10 +159,13 @@ def origin_text(result, tokenizer) -> Text:
 # Commands that live in their own modules (they import helpers from this one, so register last).
 from .cli_bench import bench, sweep  # noqa: E402
 from .cli_serve import serve  # noqa: E402
+from .cli_family import router_app, tune  # noqa: E402
 
 app.command("bench")(bench)
 app.command("sweep")(sweep)
 app.command("serve")(serve)
+app.add_typer(router_app, name="router")
+app.command("tune")(tune)
 
 
 def main():  # pragma: no cover

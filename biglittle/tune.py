@@ -48,15 +48,26 @@ MAX_THRESHOLDS = 8  # cascade thresholds tried per scorer (between observed scor
 # ---------------------------------------------------------------- config files
 
 def load_policy_config(path: str | Path) -> Policy:
-    """The policy a config file from `biglittle tune` names ({"policy": "<spec>", ...})."""
-    return parse_policy(read_config(path)["policy"])
+    """The policy a config file from `biglittle tune` names ({"policy": "<spec>", ...}); a router
+    file from `biglittle router train` gives that router."""
+    from .router import FORMAT as ROUTER_FORMAT, Router
+
+    data = _read_json(path)
+    if isinstance(data, dict) and data.get("format") == ROUTER_FORMAT:
+        return Router.load(path)
+    return parse_policy(read_config(path, data)["policy"])
 
 
-def read_config(path: str | Path) -> dict:
+def _read_json(path: str | Path):
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read config file {str(path)!r}: {e}") from None
+
+
+def read_config(path: str | Path, data=None) -> dict:
+    """A tune config file's content, checked to name a policy."""
+    data = _read_json(path) if data is None else data
     if not isinstance(data, dict) or not isinstance(data.get("policy"), str):
         raise ConfigError(f"config file {str(path)!r} has no \"policy\" spec string")
     if data["policy"].strip().endswith(".json") and ":" not in data["policy"]:
