@@ -1,6 +1,7 @@
 """`biglittle serve`: the OpenAI-compatible server and the web playground."""
 from __future__ import annotations
 
+import signal
 from typing import Optional
 
 import typer
@@ -29,13 +30,26 @@ def serve(
 
     try:
         pol = bl.parse_policy(policy)
-        small_m, big_m = load_pair(small, big, bl.Speculative(), dtype)  # overrides may need both models
         if max_queue < 1 or timeout <= 0:
             raise bl.ConfigError("--max-queue must be ≥ 1 and --timeout > 0")
+        small_m, big_m = load_pair(small, big, bl.Speculative(), dtype)  # overrides may need both models
     except (bl.BigLittleError, ValueError) as e:
         fail(str(e))
     app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
                      api_key=api_key)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=10))
     err.print(f"serving {name!r} ({small_m.spec} → {big_m.spec}, policy {pol.describe()}) on http://{host}:{port}/"
               + ("  [API key required]" if api_key else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (stop accepting, let running requests end,
+    # then cancel what is left), and afterwards re-raises the signal through the handler it found.
+    # That handler ignores it here: the shutdown is done, so a signal means a clean exit (0).
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        fail(f"could not serve on {host}:{port} (is the port taken?)")
+    err.print("stopped")

@@ -1,0 +1,85 @@
+"""`biglittle serve` as a user starts it: a real process on loopback with the tiny pair, its
+options, the API key, and a clean exit on SIGTERM / SIGINT with a request still streaming."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from openai import OpenAI
+
+import biglittle as bl
+from live import free_port, wait_ready
+
+CLI = [sys.executable, "-c", "from biglittle.cli import app; app()", "serve"]
+
+
+def start(text_pair, *args):
+    small, big = text_pair
+    port = free_port()
+    # one torch thread: on a 2-core machine shared with other jobs, two spin-waiting threads make
+    # these tiny models tens of times slower
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*CLI, "--small", small.spec, "--big", big.spec, "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, timeout=90, path="/health")
+    except BaseException:
+        proc.kill()
+        print(proc.communicate(timeout=10))
+        raise
+    return proc, url
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_command_end_to_end_and_graceful_exit(text_pair, sig):
+    small, big = text_pair
+    proc, url = start(text_pair, "--policy", "speculative:draft=3", "--api-key", "k3y", "--name", "pair",
+                      "--max-queue", "4", "--timeout", "60")
+    try:
+        assert httpx.get(url + "/health").json()["status"] == "ok"
+        assert httpx.get(url + "/v1/models").status_code == 401
+        client = OpenAI(base_url=url + "/v1", api_key="k3y", max_retries=0, timeout=60)
+        card = client.models.retrieve("pair").model_extra["biglittle"]
+        assert card["policy"].startswith("speculative:draft=3") and card["big"] == big.spec
+        r = client.completions.create(model="pair", prompt="Hello", max_tokens=12)
+        ref = bl.generate(small, big, "Hello", policy=bl.Speculative(draft=3), max_new_tokens=12)
+        assert r.choices[0].text == ref.text and r.model_extra["biglittle"]["stats"]["policy"] == ref.stats.policy
+
+        # a stream in flight when the signal comes: the process still exits, cleanly and soon
+        body = {"model": "pair", "prompt": "Hello", "max_tokens": 480, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, headers={"Authorization": "Bearer k3y"},
+                          timeout=60) as resp:
+            lines = resp.iter_lines()
+            assert next(lines).startswith("data: {")
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            try:
+                for _ in lines:
+                    pass
+            except httpx.HTTPError:
+                pass  # the server may end the stream early; it must not hang
+        assert proc.wait(timeout=40) == 0
+        assert time.monotonic() - t0 < 40
+        assert "stopped" in proc.stderr.read()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/health", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--policy", "warp"], "unknown policy"),
+    (["--policy", "bild:fallback=-1"], "fallback must be"),
+    (["--max-queue", "0"], "--max-queue"),
+])
+def test_serve_command_refuses_bad_options(text_pair, args, word):
+    small, big = text_pair
+    r = subprocess.run([*CLI, "--small", small.spec, "--big", big.spec, "--port", str(free_port()), *args],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 2 and word in r.stderr, r.stderr
