@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from typing import Optional
 
 import typer
@@ -39,6 +40,11 @@ def serve(
                      api_key=api_key)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=10))
+    try:  # bind here, so a taken port or a bad host is a clear error before we say "serving"
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family)
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     err.print(f"serving {name!r} ({small_m.spec} → {big_m.spec}, policy {pol.describe()}) on http://{host}:{port}/"
               + ("  [API key required]" if api_key else ""))
     # uvicorn shuts down gracefully on SIGINT/SIGTERM (stop accepting, let running requests end,
@@ -46,10 +52,8 @@ def serve(
     # That handler ignores it here: the shutdown is done, so a signal means a clean exit (0).
     quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         for sig, handler in quiet.items():
             signal.signal(sig, handler)
-    if not server.started:
-        fail(f"could not serve on {host}:{port} (is the port taken?)")
     err.print("stopped")

@@ -2,6 +2,7 @@
 options, the API key, and a clean exit on SIGTERM / SIGINT with a request still streaming."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,3 +84,13 @@ def test_serve_command_refuses_bad_options(text_pair, args, word):
     r = subprocess.run([*CLI, "--small", small.spec, "--big", big.spec, "--port", str(free_port()), *args],
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 2 and word in r.stderr, r.stderr
+
+
+def test_serve_command_on_a_taken_port_says_so(text_pair):
+    small, big = text_pair
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = subprocess.run([*CLI, "--small", small.spec, "--big", big.spec, "--port", str(port)],
+                           capture_output=True, text=True, timeout=90)
+    assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
+    assert "serving" not in r.stderr
