@@ -190,7 +190,8 @@ def _cascade_runs(small_runs, big_runs, scores, t, scoring: list[Stats] | None) 
         if not keep:
             escalated += 1
             st.big_calls += b.stats.big_calls
-            st.big_positions += b.stats.big_positions
+            # after a scoring pass the big model has the prompt cached: it re-feeds only its last token
+            st.big_positions += b.stats.big_positions - (b.stats.prompt_tokens - 1 if scoring is not None else 0)
             st.wall_s += b.stats.wall_s
         runs.append(_Run(s.tokens if keep else b.tokens, s.text if keep else b.text, st))
     return runs, escalated / len(runs)
