@@ -1,7 +1,6 @@
 """`biglittle router train` and `biglittle tune`: the query-level family on the command line."""
 from __future__ import annotations
 
-import json
 import math
 from typing import Optional
 
@@ -16,28 +15,6 @@ def _numbers(text: str) -> list[float]:
         return [math.inf if v.strip().lower() in ("inf", "+inf") else float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(f"expected a comma list of numbers, got {text!r}") from None
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    import biglittle as bl
-
-    items = []
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except OSError as e:
-        raise bl.ConfigError(f"cannot read {path!r}: {e}") from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            item["prompt"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise bl.ConfigError(f"{path}:{i}: expected a JSON object with a \"prompt\" key") from None
-        items.append(item)
-    if not items:
-        raise bl.ConfigError(f"{path} holds no examples")
-    return items
 
 
 @router_app.command("train")
@@ -59,9 +36,10 @@ def router_train(
     from .cli import err, fail, load_pair
     from .generate import encode_prompt
     from .router import label_by_agreement, train_router
+    from .tune import read_jsonl
 
     try:
-        items = _read_jsonl(data)
+        items = read_jsonl(data)
         need_big = any("label" not in it for it in items)
         small_m, big_m = load_pair(small, big, bl.Speculative() if need_big else bl.SmallOnly(), dtype)
         lead = big_m or small_m

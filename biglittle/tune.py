@@ -350,21 +350,27 @@ def task_prompts(name: str, n: int = 8, seed: int = 0, chat: bool = False):
     return [task.build_prompt(e, chat) for e in examples], (None if None in refs else refs), task
 
 
-def read_prompts(path: str | Path) -> list:
-    """Prompts from a JSONL file, one {"prompt": ...} object per line (text or chat messages)."""
-    prompts = []
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a JSONL file, one per line, each with a "prompt" (text or chat messages)."""
+    items = []
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise ConfigError(f"cannot read prompts file {str(path)!r}: {e}") from None
+        raise ConfigError(f"cannot read {str(path)!r}: {e}") from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-            prompts.append(item["prompt"])
+            item["prompt"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ConfigError(f"{path}:{i}: expected a JSON object with a \"prompt\" key") from None
-    if not prompts:
+        items.append(item)
+    if not items:
         raise ConfigError(f"{path} holds no prompts")
-    return prompts
+    return items
+
+
+def read_prompts(path: str | Path) -> list:
+    """Prompts from a JSONL file of {"prompt": ...} lines."""
+    return [item["prompt"] for item in read_jsonl(path)]
