@@ -4,11 +4,15 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 import biglittle as bl
 from tiny import make_draft_of, make_model
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models are fastest on one thread (and a busy machine makes 2 threads stall badly);
+# the real-model tests raise it again for their own module.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,19 @@ TOKENS = 48
 SMALL, BIG = "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def all_cores():
+    """conftest runs tiny models on one thread; real models want every core."""
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pulled():
     catalog.pull("qwen-coder")
