@@ -174,6 +174,8 @@ def test_remote_backend_through_our_server_equals_local(server, text_pair):
     ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "warp"}}, 400, "unknown policy"),
     ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "bild", "draft": 3}}, 400, "takes"),
     ({"model": MODEL, "prompt": "hi", "n": 2}, 400, "n=1"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "/etc/passwd.json"}}, 400, "policy file"),
+    ({"model": MODEL, "prompt": "hi", "biglittle": {"policy": "router:path=/etc/x"}}, 400, "policy file"),
     ({"model": MODEL, "prompt": "hi", "temperature": -1}, 400, "temperature"),
     ({"model": MODEL, "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
     ({"model": MODEL}, 422, "prompt"),

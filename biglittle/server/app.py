@@ -42,6 +42,9 @@ from .engine import Closing, Engine, Events, Job, QueueFull
 from .metrics import Metrics
 
 
+FILE_POLICIES = {"router"}  # policies whose parameters name a file on the server
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
                  code: str | None = None):
@@ -191,6 +194,11 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
         params = dict(o.model_extra or {})
         if not o.policy and not params:
             return engine.policy
+        spec = (o.policy or "").strip()
+        if spec.endswith(".json") or spec.partition(":")[0] in FILE_POLICIES or "path" in params:
+            # a request must not make the server read its files; load such policies at start-up
+            raise ApiError(400, "a request cannot name a policy file (tune config or router); start the server "
+                           "with --policy FILE instead", param="biglittle.policy")
         try:
             base = bl.parse_policy(o.policy) if o.policy else engine.policy
         except BigLittleError as e:
