@@ -45,3 +45,13 @@ def test_auto_probes_again_after_stopping():
     feed(s, alpha=0.1, t_small=0.03, big_cost=lambda n: 0.03 * n)
     choices = [s.next() for _ in range(8)]
     assert choices.count(1) == 2 and choices.count(0) == 6
+
+
+def test_auto_assumes_compute_bound_until_it_has_seen_two_block_sizes():
+    s = AutoSchedule(draft=4)
+    for _ in range(10):  # only γ = 4 blocks so far, each costing 5 positions' worth
+        s.update(4, 3, small_s=4 * 0.04, big_s=0.25, big_block=5)
+    assert s.next() == 0  # 1 token per 0.05 s beats ~3 tokens per 0.41 s
+    for _ in range(10):  # then big-only calls cost as much as whole blocks: a memory-bound backend
+        s.update(0, 0, big_s=0.25, big_block=1)
+    assert s.next() >= 2

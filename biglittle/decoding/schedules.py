@@ -72,7 +72,9 @@ class AutoSchedule:
         ys = [t for _, t in self.big_calls]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
-        slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var) if var else 0.0
+        # with one block size seen, the slope is unknown: assume cost ∝ positions (compute-bound,
+        # the pessimistic case), so γ = 0 gets tried and the block-1 calls then measure the slope
+        slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var) if var else my / mx
         return max(1e-9, my + slope * (n - mx))
 
     def rate(self, gamma: int) -> float:
