@@ -25,6 +25,7 @@ def feed(s: AutoSchedule, alpha: float, t_small: float, big_cost, rounds=40, gam
         acc = round(alpha * gamma)
         s.update(gamma, acc, small_s=t_small * gamma, big_s=big_cost(gamma + 1), big_block=gamma + 1)
         s.update(1, 1, small_s=t_small, big_s=big_cost(2), big_block=2)
+        s.update(0, 0, big_s=big_cost(1), big_block=1)
 
 
 def test_auto_stops_drafting_when_drafting_cannot_pay():
@@ -55,3 +56,14 @@ def test_auto_assumes_compute_bound_until_it_has_seen_two_block_sizes():
     for _ in range(10):  # then big-only calls cost as much as whole blocks: a memory-bound backend
         s.update(0, 0, big_s=0.25, big_block=1)
     assert s.next() >= 2
+
+
+def test_auto_learns_costs_with_at_most_two_drafted_tokens():
+    s = AutoSchedule(draft=8)
+    assert s.next() == 1                                        # one token: the draft cost
+    s.update(1, 1, small_s=0.03, big_s=0.5, big_block=40)       # (a prompt prefill: not a block sample)
+    assert s.next() == 0                                        # a big-only step: a block of 1
+    s.update(0, 0, big_s=0.06, big_block=1)
+    assert s.next() == 1                                        # a block of 2
+    s.update(1, 1, small_s=0.03, big_s=0.09, big_block=2)
+    assert s.next() == 0                                        # compute-bound, drafter half as costly: stop

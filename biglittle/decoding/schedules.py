@@ -44,6 +44,8 @@ class AutoSchedule:
     costs more than one token, which Leviathan's constant-cost formula misses.
     γ = 0 is the big model alone; when it wins we stop drafting and try γ = 1 every
     `probe_every` rounds, so a later stretch of easy text can switch drafting back on.
+    The first rounds measure the costs with at most two drafted tokens, so a pair where drafting
+    cannot pay loses almost nothing to finding that out; the user's γ is not needed.
     """
 
     def __init__(self, draft: int, max_draft: int = 16, probe_every: int = 16, window: int = 64):
@@ -84,8 +86,15 @@ class AutoSchedule:
         return tokens / (gamma * (self.t_small or 0.0) + self.big_cost(gamma + 1))
 
     def next(self) -> int:
-        if self.t_small is None or len(self.big_calls) < 2:
-            return self.draft  # nothing measured yet: start from the user's γ
+        # Learn the costs cheaply before trusting the model: one drafted token (the draft cost),
+        # a big-only step (a block of 1) and a γ = 1 step (a block of 2) give the cost line.
+        sizes = {b for b, _ in self.big_calls}
+        if self.t_small is None:
+            return 1
+        if 1 not in sizes:
+            return 0
+        if not any(b >= 2 for b in sizes):
+            return 1
         best = max(range(self.max_draft + 1), key=self.rate)
         if best == 0:
             self.rounds_at_zero += 1
