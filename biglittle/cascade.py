@@ -166,3 +166,17 @@ def _big_answer(big, big_s: TrackedSession | None, prompt_ids, sampler, max_new_
         yield [token], ["big"], ["big"]
         if token in big.eos_token_ids:
             stats.finish_reason = "eos"
+
+
+def threshold_for_share(scores: Sequence[float], big_share: float) -> float:
+    """The threshold that escalates about `big_share` of requests whose scores look like `scores`
+    (a dev set's): requests scoring below it go to the big model. 0 → −inf, 1 → +inf."""
+    if not 0 <= big_share <= 1:
+        raise ConfigError(f"big_share must be in [0, 1], got {big_share!r}")
+    ranked = sorted(scores)
+    k = round(big_share * len(ranked))
+    if k == 0:
+        return -math.inf
+    if k >= len(ranked):
+        return math.inf
+    return (ranked[k - 1] + ranked[k]) / 2  # midway: the k lowest fall below it

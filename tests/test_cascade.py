@@ -155,3 +155,15 @@ def test_parse_policy():
 def test_bad_parameters_are_config_errors(kwargs, message):
     with pytest.raises(bl.ConfigError, match=message):
         bl.Cascade(**kwargs)
+
+
+def test_threshold_for_share_escalates_that_share():
+    from biglittle.cascade import threshold_for_share
+
+    scores = [-3.0, -0.5, -1.0, -2.0]
+    t = threshold_for_share(scores, 0.5)
+    assert t == pytest.approx(-1.5) and sum(s < t for s in scores) == 2
+    assert threshold_for_share(scores, 0.0) == -math.inf
+    assert threshold_for_share(scores, 1.0) == math.inf
+    with pytest.raises(bl.ConfigError):
+        threshold_for_share(scores, 1.5)

@@ -310,3 +310,16 @@ def test_gsm_real():
     refs = [e.reference for e in ex]
     assert t.metric([f"Reasoning...\nThe answer is {r}." for r in refs], refs)["accuracy"] == 100.0
     assert t.metric([f"The answer is {float(r) + 1}." for r in refs], refs)["accuracy"] == 0.0
+
+
+def test_repetition_rate_by_hand():
+    assert metrics.repetition_rate([1, 2, 3, 4, 5], n=2) == 0.0
+    # bigrams: (1,2) (2,1) (1,2) (2,1) (1,2) → the last three were seen before
+    assert metrics.repetition_rate([1, 2, 1, 2, 1, 2], n=2) == pytest.approx(3 / 5)
+    assert metrics.repetition_rate([7, 7, 7], n=4) == 0.0  # too short for one 4-gram
+
+
+def test_distinct_n_by_hand():
+    assert metrics.distinct_n([[1, 2, 3], [1, 2]], n=1) == pytest.approx(3 / 5)
+    assert metrics.distinct_n([[1, 2, 3], [1, 2]], n=2) == pytest.approx(2 / 3)  # (1,2) (2,3) (1,2)
+    assert metrics.distinct_n([[1]], n=2) == 0.0

@@ -4,6 +4,8 @@ import math
 import pytest
 
 import biglittle as bl
+from biglittle.decoding.pair_memory import pair_memory
+from biglittle.decoding.schedules import make_schedule
 from tiny import naive_greedy
 
 N = 32
@@ -31,7 +33,15 @@ def test_small_only_equals_naive_small_greedy(small, small_path, prompt):
 @pytest.mark.parametrize("draft", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("schedule", ["constant", "heuristic", "auto"])
 def test_greedy_speculative_equals_big(small, big, prompt, reference, draft, schedule):
-    r = bl.generate(small, big, prompt, policy=bl.Speculative(draft=draft, schedule=schedule), max_new_tokens=N)
+    policy = bl.Speculative(draft=draft, schedule=schedule)
+    memory = pair_memory(small, big)
+    if schedule == "auto":  # an unlimited exploration budget: it probes whenever it would stop drafting
+        memory[policy] = make_schedule("auto", draft)
+        memory[policy].credit = math.inf
+    try:
+        r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=N)
+    finally:
+        memory.pop(policy, None)
     assert r.token_ids == reference
     assert r.stats.drafted > 0
 

@@ -23,8 +23,9 @@ def test_expected_speedup_formula():
 def feed(s: AutoSchedule, alpha: float, t_small: float, big_cost, rounds=40, gamma=4):
     for _ in range(rounds):
         acc = round(alpha * gamma)
-        s.update(gamma, acc, small_s=t_small * gamma, big_s=big_cost(gamma + 1), big_block=gamma + 1)
-        s.update(1, 1, small_s=t_small, big_s=big_cost(2), big_block=2)
+        s.update(gamma, acc, small_s=t_small * gamma, small_steps=gamma, big_s=big_cost(gamma + 1),
+                 big_block=gamma + 1)
+        s.update(1, 1, small_s=t_small, small_steps=1, big_s=big_cost(2), big_block=2)
         s.update(0, 0, big_s=big_cost(1), big_block=1)
 
 
@@ -32,6 +33,7 @@ def test_auto_stops_drafting_when_drafting_cannot_pay():
     # a poor drafter whose tokens cost as much as the big model's, on a compute-bound big model
     s = AutoSchedule(draft=4)
     feed(s, alpha=0.1, t_small=0.03, big_cost=lambda n: 0.03 * n)
+    s.credit = 0.0
     assert s.next() == 0
 
 
@@ -41,29 +43,77 @@ def test_auto_drafts_long_when_drafting_is_cheap_and_accurate():
     assert s.next() >= 6
 
 
-def test_auto_probes_again_after_stopping():
-    s = AutoSchedule(draft=4, probe_every=4)
-    feed(s, alpha=0.1, t_small=0.03, big_cost=lambda n: 0.03 * n)
-    choices = [s.next() for _ in range(8)]
-    assert choices.count(1) == 2 and choices.count(0) == 6
+def test_auto_starts_with_the_big_model_alone():
+    s = AutoSchedule(draft=8)
+    assert s.next(small_behind=40) == 0         # nothing measured: the big model reads the prompt
+    s.update(0, 0, big_s=0.4, big_block=40)     # that prefill: 10 ms per position
+    assert s.next(small_behind=41) == 0         # a probe would cost more than the budget holds
+
+
+def test_auto_pays_probes_from_its_exploration_budget():
+    """Learning never costs more than `explore` × the time spent with the big model alone."""
+    s = AutoSchedule(draft=4, explore=0.05)
+    s.update(0, 0, big_s=0.1, big_block=100)    # the prompt: 1 ms per position
+    behind, big_only_time, spent, probes = 101, 0.1, 0.0, 0
+    for _ in range(400):
+        gamma = s.next(small_behind=behind)
+        if gamma == 0:
+            s.update(0, 0, big_s=0.05, big_block=1)
+            big_only_time += 0.05
+            behind += 1
+        else:  # a probe: catching up, then one draft step, then a block of 3, on a hopeless pair
+            assert gamma == AutoSchedule.PROBE
+            probes += 1
+            spent += behind * 0.001 + 0.05 + 0.15 - 0.05
+            s.update(gamma, 0, small_s=0.05, small_steps=1, feed_s=behind * 0.001, feed_n=behind,
+                     big_s=0.15, big_block=3)
+            behind = 1
+    assert probes >= 2                              # it does look, more than once
+    assert spent <= 0.05 * big_only_time + 1e-9     # but only as much as the budget allows
+    assert s.next(small_behind=1) == 0
 
 
 def test_auto_assumes_compute_bound_until_it_has_seen_two_block_sizes():
     s = AutoSchedule(draft=4)
     for _ in range(10):  # only γ = 4 blocks so far, each costing 5 positions' worth
-        s.update(4, 3, small_s=4 * 0.04, big_s=0.25, big_block=5)
-    assert s.next() == 0  # 1 token per 0.05 s beats ~3 tokens per 0.41 s
+        s.update(4, 3, small_s=4 * 0.04, small_steps=4, big_s=0.25, big_block=5)
+    assert s.rate(0) > s.rate(4)  # 1 token per 0.05 s beats ~3 tokens per 0.41 s
     for _ in range(10):  # then big-only calls cost as much as whole blocks: a memory-bound backend
         s.update(0, 0, big_s=0.25, big_block=1)
     assert s.next() >= 2
 
 
-def test_auto_learns_costs_with_at_most_two_drafted_tokens():
-    s = AutoSchedule(draft=8)
-    assert s.next() == 1                                        # one token: the draft cost
-    s.update(1, 1, small_s=0.03, big_s=0.5, big_block=40)       # (a prompt prefill: not a block sample)
-    assert s.next() == 0                                        # a big-only step: a block of 1
-    s.update(0, 0, big_s=0.06, big_block=1)
-    assert s.next() == 1                                        # a block of 2
-    s.update(1, 1, small_s=0.03, big_s=0.09, big_block=2)
-    assert s.next() == 0                                        # compute-bound, drafter half as costly: stop
+def test_auto_keeps_drafting_once_a_probe_shows_it_pays():
+    s = AutoSchedule(draft=4)
+    s.update(0, 0, big_s=0.2, big_block=20)
+    s.update(0, 0, big_s=0.1, big_block=1)
+    s.credit = 10.0                                 # enough budget for one probe
+    assert s.next(small_behind=21) == AutoSchedule.PROBE
+    # memory-bound big model, a cheap accurate drafter
+    s.update(2, 2, small_s=0.01, small_steps=1, feed_s=0.05, feed_n=21, big_s=0.1, big_block=3)
+    s.credit = 0.0
+    assert s.next() >= 2
+
+
+def test_auto_remembers_the_pair_between_generations(small, big, prompt):
+    import biglittle as bl
+    from biglittle.decoding.pair_memory import pair_memory
+
+    policy = bl.Speculative(draft=3, schedule="auto")
+    memory = pair_memory(small, big)
+    memory.pop(policy, None)
+    try:
+        bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+        learned = memory[policy]
+        seen = len(learned.big_calls)
+        bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+        assert memory[policy] is learned and len(learned.big_calls) > seen
+        assert pair_memory(small, big) is memory and pair_memory(None, big) == {}
+
+        # a pair it has learned drafting pays on drafts from the first round of a new request
+        memory[policy] = AutoSchedule(draft=3)
+        feed(memory[policy], alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
+        r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+        assert r.stats.drafted >= 6 and r.reasons[0] != "big"  # the first round already drafted
+    finally:
+        memory.pop(policy, None)

@@ -139,3 +139,28 @@ def mean_agreement(results: Sequence[dict]) -> dict[str, float]:
         "exact": statistics.mean(1.0 if r["exact"] else 0.0 for r in results),
         "common_prefix": statistics.mean(r["common_prefix"] for r in results),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Open-ended text: how repetitive and how varied (contrastive decoding's claims, Li et al. 2023)
+
+def _ngrams(tokens: Sequence, n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def repetition_rate(tokens: Sequence, n: int = 4) -> float:
+    """Share of a text's n-grams that already occurred earlier in the same text (0: none repeat).
+    Degenerate loops ("the the the …") push it towards 1."""
+    grams = _ngrams(list(tokens), n)
+    seen: set[tuple] = set()
+    repeats = 0
+    for g in grams:
+        repeats += g in seen
+        seen.add(g)
+    return repeats / len(grams) if grams else 0.0
+
+
+def distinct_n(texts: Sequence[Sequence], n: int) -> float:
+    """distinct-n (Li et al. 2016): unique n-grams over all n-grams, pooled over the texts."""
+    grams = [g for t in texts for g in _ngrams(list(t), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import RemoteError
+from .pair_memory import pair_memory
 from .policies import Policy, SmallOnly
 from .result import Stats
 from .sampling import Sampler
@@ -63,7 +64,7 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
     reasons says why each token is there: "small" (a kept draft), "correction" (the big model's
     token where it rejected a draft), "fallback" (the big model's token after the small one
     handed over), "big" (any other big-model token: big-only steps, bonus tokens, step limits)."""
-    ctl = policy.start()
+    ctl = policy.start(pair_memory(small, big))
     eos = (big if big is not None else small).eos_token_ids
     small_s = TrackedSession(small.session(), "small", stats) if policy.uses_small else None
     big_s = TrackedSession(big.session(), "big", stats) if policy.uses_big else None
@@ -72,14 +73,14 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
     stats.finish_reason = "length"
     while produced < max_new_tokens:
         budget = max_new_tokens - produced
-        limit = ctl.draft_limit()
+        limit = ctl.draft_limit(len(seq) - len(small_s.tokens) if small_s is not None else 0)
         limit = budget if limit is None else min(limit, budget)
-        drafts, q_rows, small_time, fell_back = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
+        drafts, q_rows, small_timing, fell_back = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
         ends = len(drafts) == budget or (drafts and drafts[-1] in eos)
         new, origins = list(drafts), ["small"] * len(drafts)
         if ctl.verifies and (ctl.can_reject or not ends):
             try:
-                new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time,
+                new, origins = _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_timing,
                                        fell_back)
             except RemoteError as e:
                 if small_s is None or getattr(big, "on_failure", "raise") != "small-only":
@@ -107,32 +108,39 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
             return
 
 
-def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], list[torch.Tensor], float, bool]:
+def _draft(small_s, seq, limit, ctl, sampler, eos, stats) -> tuple[list[int], list[torch.Tensor], dict, bool]:
     """Let the small model propose up to `limit` tokens; stop early on the policy's rules or EOS.
-    Returns the drafts, their distributions, the time spent, and whether the small model handed over."""
+    Returns the drafts, their distributions, the time spent, and whether the small model handed over.
+    Time is split into one-token draft steps and catching up on tokens it had not read (a prompt,
+    or tokens the big model wrote meanwhile), since the two cost very differently."""
     drafts: list[int] = []
     q_rows: list[torch.Tensor] = []
-    elapsed = 0.0
+    timing = {"small_s": 0.0, "small_steps": 0, "feed_s": 0.0, "feed_n": 0}
     if small_s is None or limit == 0:
-        return drafts, q_rows, elapsed, False
+        return drafts, q_rows, timing, False
     feed = small_s.sync(seq, min_feed=1)
     while len(drafts) < limit:
         logp, dt = small_s.extend(feed, keep=1)
-        elapsed += dt
+        if len(feed) == 1:
+            timing["small_s"] += dt
+            timing["small_steps"] += 1
+        else:
+            timing["feed_s"] += dt
+            timing["feed_n"] += len(feed)
         probs = sampler.probs(logp[-1])
         if ctl.stop_before(probs):  # BiLD fallback: the unsure token is discarded
             stats.fallbacks += 1
-            return drafts, q_rows, elapsed, True
+            return drafts, q_rows, timing, True
         token = int(sampler.pick(probs))
         drafts.append(token)
         q_rows.append(probs)
         if token in eos or ctl.stop_after(probs):
             break
         feed = [token]
-    return drafts, q_rows, elapsed, False
+    return drafts, q_rows, timing, False
 
 
-def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_time, fell_back):
+def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_timing, fell_back):
     """One big forward pass over everything it has not seen; keep a prefix of drafts plus its token.
     Returns the committed tokens and the reason for each (see `decode`)."""
     k = len(drafts)
@@ -144,7 +152,7 @@ def _verify(big_s, seq, drafts, q_rows, ctl, sampler, budget, eos, stats, small_
     stats.drafted += k
     stats.accepted += n
     stats.rollbacks += int(n < k)
-    ctl.update(k, n, small_s=small_time, big_s=big_time, big_block=len(feed))
+    ctl.update(k, n, big_s=big_time, big_block=len(feed), **small_timing)
     new, origins = drafts[:n], ["small"] * n
     ended_on_eos = n == k and k > 0 and drafts[-1] in eos
     if n < budget and not ended_on_eos:

@@ -1,8 +1,10 @@
 """Decoding policies: the stop rule and acceptance rule that turn the one loop into a method.
 
-A policy is a validated, immutable config. `policy.start()` gives the per-generation
-controller the loop asks each round:
-  draft_limit()        how many tokens the small model may draft (None = no limit)
+A policy is a validated, immutable config. `policy.start(memory)` gives the per-generation
+controller the loop asks each round (`memory` is a dict kept for the same pair of models, where
+an adaptive controller may keep what it learned for the next generation):
+  draft_limit(small_behind)  how many tokens the small model may draft (None = no limit), given
+                       how many committed tokens it has not read yet
   stop_before(probs)   drop the token just proposed and call the big model (BiLD fallback)
   stop_after(probs)    keep the token, then call the big model (confidence stop)
   accept(...)          how many drafts to keep, and the big model's next token
@@ -39,7 +41,7 @@ class Policy:
     uses_small = True
     uses_big = True
 
-    def start(self) -> "Controller":
+    def start(self, memory: dict | None = None) -> "Controller":
         raise NotImplementedError
 
     def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats):
@@ -57,7 +59,7 @@ class Controller:
     verifies = True     # call the big model at all
     can_reject = True   # a verification may discard drafts (if not, a full budget needs no check)
 
-    def draft_limit(self) -> int | None:
+    def draft_limit(self, small_behind: int = 0) -> int | None:
         return 0
 
     def stop_before(self, probs: torch.Tensor) -> bool:
@@ -89,7 +91,7 @@ class BigOnly(Policy):
     name = "big"
     uses_small = False
 
-    def start(self) -> Controller:
+    def start(self, memory: dict | None = None) -> Controller:
         return _BigOnlyController()
 
 
@@ -104,7 +106,7 @@ class SmallOnly(Policy):
     name = "small"
     uses_big = False
 
-    def start(self) -> Controller:
+    def start(self, memory: dict | None = None) -> Controller:
         return _SmallOnlyController()
 
 
@@ -112,7 +114,7 @@ class _SmallOnlyController(Controller):
     verifies = False
     can_reject = False
 
-    def draft_limit(self):
+    def draft_limit(self, small_behind=0):
         return 1  # one token per round, so streaming shows each token as it comes
 
 
@@ -143,17 +145,20 @@ class Speculative(Policy):
         if self.confidence_stop is not None and not 0 <= _number("confidence_stop", self.confidence_stop) <= 1:
             raise ConfigError(f"confidence_stop must be in [0, 1] or None, got {self.confidence_stop!r}")
 
-    def start(self) -> Controller:
-        return _SpeculativeController(self)
+    def start(self, memory: dict | None = None) -> Controller:
+        return _SpeculativeController(self, {} if memory is None else memory)
 
 
 class _SpeculativeController(Controller):
-    def __init__(self, policy: Speculative):
+    def __init__(self, policy: Speculative, memory: dict):
         self.policy = policy
-        self.schedule = make_schedule(policy.schedule, policy.draft)
+        if policy.schedule == "auto":  # what it measured on this pair serves the next request too
+            self.schedule = memory.setdefault(policy, make_schedule(policy.schedule, policy.draft))
+        else:
+            self.schedule = make_schedule(policy.schedule, policy.draft)
 
-    def draft_limit(self):
-        return self.schedule.next()
+    def draft_limit(self, small_behind=0):
+        return self.schedule.next(small_behind)
 
     def stop_after(self, probs):
         t = self.policy.confidence_stop
@@ -200,7 +205,7 @@ class BiLD(Policy):
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ConfigError(f"max_small_steps must be an integer ≥ 1 or None (no limit), got {n!r}")
 
-    def start(self) -> Controller:
+    def start(self, memory: dict | None = None) -> Controller:
         return _BiLDController(self)
 
 
@@ -210,7 +215,7 @@ class _BiLDController(Controller):
         self.first = True
         self.can_reject = not math.isinf(policy.rollback)
 
-    def draft_limit(self):
+    def draft_limit(self, small_behind=0):
         if self.first:  # the first new token comes from the big model
             self.first = False
             return 0

@@ -3,7 +3,10 @@
 - constant: always γ.
 - heuristic (HF assisted generation): +2 after a fully accepted block, −1 otherwise, never below 1.
 - auto: the γ (0 included, i.e. big model alone) that maximises expected tokens per second,
-  from the acceptance rate α and the costs measured during this generation.
+  from the acceptance rate α and the costs measured on this pair so far.
+
+A schedule's `next(small_behind)` is told how many committed tokens the small model has not read
+yet (what drafting now would first have to catch up on).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ class ConstantSchedule:
     def __init__(self, draft: int):
         self.draft = draft
 
-    def next(self) -> int:
+    def next(self, small_behind: int = 0) -> int:
         return self.draft
 
     def update(self, drafted: int, accepted: int, **timings) -> None:
@@ -36,38 +39,57 @@ def expected_speedup(alpha: float, gamma: int, c: float) -> float:
 
 
 class AutoSchedule:
-    """Pick γ each round to maximise expected tokens per second.
+    """Pick γ each round to maximise expected tokens per second; γ = 0 is the big model alone.
 
     Tokens per round at γ: (1 − α^{γ+1}) / (1 − α) (geometric acceptance).
-    Seconds per round:     γ·t_small + t_big(γ + pending), with t_big(n) = a + b·n fitted to the
-    big calls seen so far, because on a compute-bound backend (llama.cpp on a CPU) scoring a block
-    costs more than one token, which Leviathan's constant-cost formula misses.
-    γ = 0 is the big model alone; when it wins we stop drafting and try γ = 1 every
-    `probe_every` rounds, so a later stretch of easy text can switch drafting back on.
-    The first rounds measure the costs with at most two drafted tokens, so a pair where drafting
-    cannot pay loses almost nothing to finding that out; the user's γ is not needed.
+    Seconds per round:     γ·t_small + t_big(γ + 1), with t_big(n) = a + b·n fitted to the big
+    calls seen, because on a compute-bound backend (llama.cpp on a CPU) scoring a block costs
+    more than one token, which Leviathan's constant-cost formula misses.
+
+    It starts with the big model alone and drafts only when the costs it has measured say
+    drafting pays. Finding out costs something — the small model must first read everything it
+    has not seen (on a CPU, a long prompt costs seconds) — so probes are paid from an exploration
+    budget: `explore` × the time spent with the big model alone. Whatever the pair, the learning
+    can cost at most that share of a big-only run.
+
+    One schedule serves every generation of the same pair and policy (see `pair_memory`), so
+    what one request measured, the next one uses: a second request starts drafting at once when
+    drafting pays, and never wakes the small model when it does not.
     """
 
-    def __init__(self, draft: int, max_draft: int = 16, probe_every: int = 16, window: int = 64):
-        self.draft, self.max_draft, self.probe_every = draft, max_draft, probe_every
+    PROBE = 2  # drafted tokens in a probe: the 1st measures catching up, the 2nd one draft step
+
+    def __init__(self, draft: int, max_draft: int = 16, explore: float = 0.05, window: int = 64):
+        self.draft, self.max_draft, self.explore = draft, max_draft, explore
         self.hits, self.trials = 7.0, 10.0        # prior α ≈ 0.7, worth ten draft tokens
-        self.t_small: float | None = None
+        self.t_small: float | None = None         # one draft step of the small model, seconds
+        self.t_feed: float | None = None          # small model, seconds per position caught up
+        self.t_prefill: float | None = None       # big model, seconds per position of a long feed
         self.big_calls: deque[tuple[int, float]] = deque(maxlen=window)
-        self.rounds_at_zero = 0
+        self.credit = 0.0                         # exploration budget left, seconds
 
     @property
     def alpha(self) -> float:
         return min(self.hits / self.trials, 0.999)
 
-    def update(self, drafted: int, accepted: int, *, small_s: float = 0.0, big_s: float = 0.0,
-               big_block: int = 0, **_) -> None:
+    def update(self, drafted: int, accepted: int, *, big_s: float = 0.0, big_block: int = 0,
+               small_s: float = 0.0, small_steps: int = 0, feed_s: float = 0.0, feed_n: int = 0,
+               **_) -> None:
         if drafted:
             self.hits += accepted
             self.trials += accepted + (1 if accepted < drafted else 0)
-            per = small_s / drafted
-            self.t_small = per if self.t_small is None else 0.8 * self.t_small + 0.2 * per
-        if 0 < big_block <= self.max_draft + 1:  # a prompt prefill says little about a draft block
+            if self.trials > 1000:  # old evidence fades, so a new kind of text can move α
+                self.hits, self.trials = self.hits / 2, self.trials / 2
+        if small_steps:
+            self.t_small = _ema(self.t_small, small_s / small_steps)
+        if feed_n > 1:
+            self.t_feed = _ema(self.t_feed, feed_s / feed_n)
+        if 0 < big_block <= self.max_draft + 1:
             self.big_calls.append((big_block, big_s))
+        elif big_block:  # a prompt prefill says little about a draft block, but bounds catching up
+            self.t_prefill = _ema(self.t_prefill, big_s / big_block)
+        if drafted == 0 and big_block:
+            self.credit += self.explore * big_s
 
     def big_cost(self, n: int) -> float:
         xs = [b for b, _ in self.big_calls]
@@ -75,33 +97,38 @@ class AutoSchedule:
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
         # with one block size seen, the slope is unknown: assume cost ∝ positions (compute-bound,
-        # the pessimistic case), so γ = 0 gets tried and the block-1 calls then measure the slope
+        # the pessimistic case) until a probe measures a second size
         slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var) if var else my / mx
         return max(1e-9, my + slope * (n - mx))
 
     def rate(self, gamma: int) -> float:
-        """Expected tokens per second at draft length gamma."""
+        """Expected tokens per second at draft length gamma (small model already caught up)."""
         a = self.alpha
         tokens = (1 - a ** (gamma + 1)) / (1 - a)
         return tokens / (gamma * (self.t_small or 0.0) + self.big_cost(gamma + 1))
 
-    def next(self) -> int:
-        # Learn the costs cheaply before trusting the model: one drafted token (the draft cost),
-        # a big-only step (a block of 1) and a γ = 1 step (a block of 2) give the cost line.
-        sizes = {b for b, _ in self.big_calls}
-        if self.t_small is None:
-            return 1
-        if 1 not in sizes:
-            return 0
-        if not any(b >= 2 for b in sizes):
-            return 1
-        best = max(range(self.max_draft + 1), key=self.rate)
-        if best == 0:
-            self.rounds_at_zero += 1
-            if self.rounds_at_zero % self.probe_every == 0:
-                return 1
+    def probe_cost(self, small_behind: int) -> float:
+        """What a probe costs over a big-only step: catching the small model up, a draft step,
+        and a bigger block. Unmeasured small costs are taken as the big model's (pessimistic)."""
+        one = self.big_cost(1)
+        feed = self.t_feed if self.t_feed is not None else self.t_prefill or one
+        step = self.t_small if self.t_small is not None else one
+        return small_behind * feed + step + self.big_cost(self.PROBE + 1) - one
+
+    def next(self, small_behind: int = 0) -> int:
+        if not self.big_calls:
+            return 0  # nothing measured yet: the big model reads the prompt and gives a token
+        known = self.t_small is not None and len({b for b, _ in self.big_calls}) > 1
+        best = max(range(self.max_draft + 1), key=self.rate) if known else 0
+        if best == 0 and self.credit >= self.probe_cost(small_behind):
+            self.credit -= self.probe_cost(small_behind)
+            best = self.PROBE
         self.draft = best
         return best
+
+
+def _ema(old: float | None, new: float, weight: float = 0.2) -> float:
+    return new if old is None else (1 - weight) * old + weight * new
 
 
 def make_schedule(name: str, draft: int):
