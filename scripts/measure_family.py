@@ -5,7 +5,8 @@ router from the prompt alone); BiLD decides per token. On GSM math (accuracy on 
 and our code prompts (agreement with big-only's tokens), this script
 
 1. runs big-only and small-only on separate dev prompts, labels each dev prompt "small" when the
-   small answer is as good as the big one, calibrates each cascade's threshold to escalate that
+   small answer is as good as the big one (code, without references: when its agreement with
+   big-only is in the better half), calibrates each cascade's threshold to escalate that
    share of the dev prompts, and trains the router on the labels;
 2. runs big, small, BiLD, both cascades and the router on the test prompts with the benchmark
    runner (same run, warm-up first, speed against big-only);
@@ -73,11 +74,15 @@ def answers(small, big, task, examples, ids, max_new):
 def calibrate(small, big, task, examples, ids, max_new, out_dir: Path) -> dict:
     """Labels, cascade thresholds and a router from the dev prompts."""
     outs = answers(small, big, task, examples, ids, max_new)
-    labels = []
-    for ex, b, s in zip(examples, outs["big"], outs["small"]):
-        qb = quality(task, b.text or "", ex, b.token_ids, b.token_ids)
-        qs = quality(task, s.text or "", ex, s.token_ids, b.token_ids)
-        labels.append("small" if qs >= min(qb, 90.0) else "big")  # code: ≥ 90% agreement will do
+    q_big = [quality(task, b.text or "", ex, b.token_ids, b.token_ids) for ex, b in zip(examples, outs["big"])]
+    q_small = [quality(task, s.text or "", ex, s.token_ids, b.token_ids)
+               for ex, s, b in zip(examples, outs["small"], outs["big"])]
+    if task.primary_metric is not None:  # the small answer will do where it scores as well as the big one
+        labels = ["small" if qs >= qb else "big" for qs, qb in zip(q_small, q_big)]
+    else:  # only agreement with big-only: the better half of the small answers will do (Hybrid LLM
+        # relaxes its quality-gap labels the same way, so both classes exist)
+        cut = statistics.median(q_small)
+        labels = ["small" if qs >= cut else "big" for qs in q_small]
     need_big = labels.count("big") / len(labels)
     small_scores = [score(small, "small", p, s.token_ids) for p, s in zip(ids, outs["small"])]
     big_scores = [score(big, "big", p, s.token_ids) for p, s in zip(ids, outs["small"])]
