@@ -1,7 +1,7 @@
 """Draft-length schedules."""
 import pytest
 
-from biglittle.decoding.schedules import AutoSchedule, HeuristicSchedule, expected_speedup
+from biglittle.decoding.schedules import AutoSchedule, HeuristicSchedule, RoundState, expected_speedup
 
 
 def test_heuristic_grows_on_full_acceptance_and_shrinks_otherwise():
@@ -45,9 +45,11 @@ def test_auto_drafts_long_when_drafting_is_cheap_and_accurate():
 
 def test_auto_starts_with_the_big_model_alone():
     s = AutoSchedule(draft=8)
-    assert s.next(small_behind=40) == 0         # nothing measured: the big model reads the prompt
+    assert s.next(RoundState(small_behind=40, big_behind=40)) == 0  # the big model reads the prompt
     s.update(0, 0, big_s=0.4, big_block=40)     # that prefill: 10 ms per position
-    assert s.next(small_behind=41) == 0         # a probe would cost more than the budget holds
+    assert s.next(RoundState(small_behind=41)) == 0  # a probe would cost more than the budget holds
+    s.credit = 100.0
+    assert s.next(RoundState(small_behind=41, big_behind=41)) == 0  # never before the big model read the prompt
 
 
 def test_auto_pays_probes_from_its_exploration_budget():
@@ -56,7 +58,7 @@ def test_auto_pays_probes_from_its_exploration_budget():
     s.update(0, 0, big_s=0.1, big_block=100)    # the prompt: 1 ms per position
     behind, big_only_time, spent, probes = 101, 0.1, 0.0, 0
     for _ in range(400):
-        gamma = s.next(small_behind=behind)
+        gamma = s.next(RoundState(small_behind=behind))
         if gamma == 0:
             s.update(0, 0, big_s=0.05, big_block=1)
             big_only_time += 0.05
@@ -70,7 +72,25 @@ def test_auto_pays_probes_from_its_exploration_budget():
             behind = 1
     assert probes >= 2                              # it does look, more than once
     assert spent <= 0.05 * big_only_time + 1e-9     # but only as much as the budget allows
-    assert s.next(small_behind=1) == 0
+    assert s.next(RoundState(small_behind=1)) == 0
+
+
+def test_auto_drafts_only_if_the_tokens_left_repay_catching_the_small_model_up():
+    s = AutoSchedule(draft=4)
+    feed(s, alpha=0.9, t_small=0.01, big_cost=lambda n: 0.05 + 0.01 * n)   # drafting pays, modestly
+    s.credit = 0.0
+    assert s.next(RoundState(small_behind=1)) >= 2                        # caught up: draft
+    assert s.next(RoundState(small_behind=500, budget=8)) == 0             # 500 positions to read for 8 tokens
+    assert s.next(RoundState(small_behind=500, budget=100_000)) >= 2       # a long answer repays it
+
+
+def test_auto_cost_line_shrugs_off_a_stalled_call():
+    s = AutoSchedule(draft=4)
+    for _ in range(9):
+        s.update(0, 0, big_s=0.05, big_block=1)
+        s.update(2, 2, small_s=0.01, small_steps=2, big_s=0.15, big_block=3)
+    s.update(0, 0, big_s=5.0, big_block=1)  # the machine stalled once
+    assert s.big_cost(1) == pytest.approx(0.05) and s.big_cost(3) == pytest.approx(0.15)
 
 
 def test_auto_assumes_compute_bound_until_it_has_seen_two_block_sizes():
@@ -88,7 +108,7 @@ def test_auto_keeps_drafting_once_a_probe_shows_it_pays():
     s.update(0, 0, big_s=0.2, big_block=20)
     s.update(0, 0, big_s=0.1, big_block=1)
     s.credit = 10.0                                 # enough budget for one probe
-    assert s.next(small_behind=21) == AutoSchedule.PROBE
+    assert s.next(RoundState(small_behind=21)) == AutoSchedule.PROBE
     # memory-bound big model, a cheap accurate drafter
     s.update(2, 2, small_s=0.01, small_steps=1, feed_s=0.05, feed_n=21, big_s=0.1, big_block=3)
     s.credit = 0.0
@@ -110,10 +130,12 @@ def test_auto_remembers_the_pair_between_generations(small, big, prompt):
         assert memory[policy] is learned and len(learned.big_calls) > seen
         assert pair_memory(small, big) is memory and pair_memory(None, big) == {}
 
-        # a pair it has learned drafting pays on drafts from the first round of a new request
+        # on a pair it has learned drafting pays on, a new request drafts right after the big
+        # model has read the prompt (its first round)
         memory[policy] = AutoSchedule(draft=3)
         feed(memory[policy], alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
+        memory[policy].t_feed = 0.001  # and catching the small model up is cheap
         r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        assert r.stats.drafted >= 6 and r.reasons[0] != "big"  # the first round already drafted
+        assert r.reasons[0] == "big" and r.stats.drafted >= 6 and r.stats.rounds <= 4
     finally:
         memory.pop(policy, None)

@@ -21,6 +21,7 @@ from ..errors import RemoteError
 from .pair_memory import pair_memory
 from .policies import Policy, SmallOnly
 from .result import Stats
+from .schedules import RoundState
 from .sampling import Sampler
 
 
@@ -73,7 +74,8 @@ def decode(small, big, prompt_ids: Sequence[int], policy: Policy, sampler: Sampl
     stats.finish_reason = "length"
     while produced < max_new_tokens:
         budget = max_new_tokens - produced
-        limit = ctl.draft_limit(len(seq) - len(small_s.tokens) if small_s is not None else 0)
+        limit = ctl.draft_limit(RoundState(len(seq) - len(small_s.tokens) if small_s is not None else 0,
+                                           len(seq) - len(big_s.tokens) if big_s is not None else 0, budget))
         limit = budget if limit is None else min(limit, budget)
         drafts, q_rows, small_timing, fell_back = _draft(small_s, seq, limit, ctl, sampler, eos, stats)
         ends = len(drafts) == budget or (drafts and drafts[-1] in eos)

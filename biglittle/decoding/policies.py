@@ -3,8 +3,8 @@
 A policy is a validated, immutable config. `policy.start(memory)` gives the per-generation
 controller the loop asks each round (`memory` is a dict kept for the same pair of models, where
 an adaptive controller may keep what it learned for the next generation):
-  draft_limit(small_behind)  how many tokens the small model may draft (None = no limit), given
-                       how many committed tokens it has not read yet
+  draft_limit(state)   how many tokens the small model may draft (None = no limit), given where
+                       the generation stands (a schedules.RoundState)
   stop_before(probs)   drop the token just proposed and call the big model (BiLD fallback)
   stop_after(probs)    keep the token, then call the big model (confidence stop)
   accept(...)          how many drafts to keep, and the big model's next token
@@ -20,7 +20,7 @@ import torch
 from ..errors import ConfigError
 from . import acceptance as acc
 from .sampling import Sampler
-from .schedules import make_schedule
+from .schedules import RoundState, make_schedule
 
 SCHEDULES = ("constant", "heuristic", "auto")
 ACCEPTANCES = ("exact", "typical")
@@ -59,7 +59,7 @@ class Controller:
     verifies = True     # call the big model at all
     can_reject = True   # a verification may discard drafts (if not, a full budget needs no check)
 
-    def draft_limit(self, small_behind: int = 0) -> int | None:
+    def draft_limit(self, state: RoundState = RoundState()) -> int | None:
         return 0
 
     def stop_before(self, probs: torch.Tensor) -> bool:
@@ -114,7 +114,7 @@ class _SmallOnlyController(Controller):
     verifies = False
     can_reject = False
 
-    def draft_limit(self, small_behind=0):
+    def draft_limit(self, state=RoundState()):
         return 1  # one token per round, so streaming shows each token as it comes
 
 
@@ -157,8 +157,8 @@ class _SpeculativeController(Controller):
         else:
             self.schedule = make_schedule(policy.schedule, policy.draft)
 
-    def draft_limit(self, small_behind=0):
-        return self.schedule.next(small_behind)
+    def draft_limit(self, state=RoundState()):
+        return self.schedule.next(state)
 
     def stop_after(self, probs):
         t = self.policy.confidence_stop
@@ -215,7 +215,7 @@ class _BiLDController(Controller):
         self.first = True
         self.can_reject = not math.isinf(policy.rollback)
 
-    def draft_limit(self, small_behind=0):
+    def draft_limit(self, state=RoundState()):
         if self.first:  # the first new token comes from the big model
             self.first = False
             return 0

@@ -5,19 +5,29 @@
 - auto: the γ (0 included, i.e. big model alone) that maximises expected tokens per second,
   from the acceptance rate α and the costs measured on this pair so far.
 
-A schedule's `next(small_behind)` is told how many committed tokens the small model has not read
-yet (what drafting now would first have to catch up on).
+A schedule's `next(state)` is told where the generation stands (`RoundState`): what each model
+has not read yet, and how many tokens may still come.
 """
 from __future__ import annotations
 
+import statistics
 from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RoundState:
+    """Where a generation stands as a round starts: what drafting now would first cost."""
+    small_behind: int = 0        # committed tokens the small model has not read yet
+    big_behind: int = 1          # committed tokens the big model has not read yet (the prompt, at first)
+    budget: int | None = None    # new tokens still allowed (None: unknown)
 
 
 class ConstantSchedule:
     def __init__(self, draft: int):
         self.draft = draft
 
-    def next(self, small_behind: int = 0) -> int:
+    def next(self, state: RoundState = RoundState()) -> int:
         return self.draft
 
     def update(self, drafted: int, accepted: int, **timings) -> None:
@@ -84,16 +94,21 @@ class AutoSchedule:
             self.t_small = _ema(self.t_small, small_s / small_steps)
         if feed_n > 1:
             self.t_feed = _ema(self.t_feed, feed_s / feed_n)
-        if 0 < big_block <= self.max_draft + 1:
-            self.big_calls.append((big_block, big_s))
-        elif big_block:  # a prompt prefill says little about a draft block, but bounds catching up
+        if drafted == 0 and big_block > 1:  # the big model reading a prompt: bounds catching up
             self.t_prefill = _ema(self.t_prefill, big_s / big_block)
+        elif 0 < big_block <= self.max_draft + 1:
+            self.big_calls.append((big_block, big_s))
         if drafted == 0 and big_block:
             self.credit += self.explore * big_s
 
     def big_cost(self, n: int) -> float:
-        xs = [b for b, _ in self.big_calls]
-        ys = [t for _, t in self.big_calls]
+        """Seconds for the big model to score a block of n, from a line through the median cost
+        of each block size seen (medians: a shared machine's stalls must not tilt the line)."""
+        by_size: dict[int, list[float]] = {}
+        for b, t in self.big_calls:
+            by_size.setdefault(b, []).append(t)
+        xs = list(by_size)
+        ys = [statistics.median(by_size[x]) for x in xs]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
         # with one block size seen, the slope is unknown: assume cost ∝ positions (compute-bound,
@@ -107,23 +122,36 @@ class AutoSchedule:
         tokens = (1 - a ** (gamma + 1)) / (1 - a)
         return tokens / (gamma * (self.t_small or 0.0) + self.big_cost(gamma + 1))
 
+    def feed_cost(self) -> float:
+        """Seconds per position for the small model to catch up; the big model's if unmeasured
+        (pessimistic: the small model is never slower)."""
+        return self.t_feed if self.t_feed is not None else self.t_prefill or self.big_cost(1)
+
     def probe_cost(self, small_behind: int) -> float:
         """What a probe costs over a big-only step: catching the small model up, a draft step,
-        and a bigger block. Unmeasured small costs are taken as the big model's (pessimistic)."""
+        and a bigger block. An unmeasured draft step is taken as a big-model step (pessimistic)."""
         one = self.big_cost(1)
-        feed = self.t_feed if self.t_feed is not None else self.t_prefill or one
         step = self.t_small if self.t_small is not None else one
-        return small_behind * feed + step + self.big_cost(self.PROBE + 1) - one
+        return small_behind * self.feed_cost() + step + self.big_cost(self.PROBE + 1) - one
 
-    def next(self, small_behind: int = 0) -> int:
-        if not self.big_calls:
-            return 0  # nothing measured yet: the big model reads the prompt and gives a token
+    def next(self, state: RoundState = RoundState()) -> int:
+        self.draft = self._choose(state)
+        return self.draft
+
+    def _choose(self, state: RoundState) -> int:
+        if not self.big_calls or state.big_behind > 1:
+            return 0  # the big model reads the prompt alone: it must anyway, and it times cleanly
         known = self.t_small is not None and len({b for b, _ in self.big_calls}) > 1
         best = max(range(self.max_draft + 1), key=self.rate) if known else 0
-        if best == 0 and self.credit >= self.probe_cost(small_behind):
-            self.credit -= self.probe_cost(small_behind)
+        if best and state.small_behind > 1 and state.budget is not None:
+            # switching drafting on first costs catching the small model up: only worth it if the
+            # time saved over the tokens still allowed (at most) repays it
+            saved = state.budget * (1 / self.rate(0) - 1 / self.rate(best))
+            if saved < state.small_behind * self.feed_cost():
+                best = 0
+        if best == 0 and self.credit >= self.probe_cost(state.small_behind):
+            self.credit -= self.probe_cost(state.small_behind)
             best = self.PROBE
-        self.draft = best
         return best
 
 
