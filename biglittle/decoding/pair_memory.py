@@ -20,7 +20,3 @@ def pair_memory(small, big) -> dict:
     except TypeError:  # a model object that cannot be weakly referenced learns per generation
         return {}
 
-
-def forget_pairs() -> None:
-    """Drop everything learned (a fresh start, e.g. between benchmark runs on another machine)."""
-    _MEMORY.clear()
