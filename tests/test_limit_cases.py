@@ -37,7 +37,7 @@ def test_greedy_speculative_equals_big(small, big, prompt, reference, draft, sch
     memory = pair_memory(small, big)
     if schedule == "auto":  # an unlimited exploration budget: it probes whenever it would stop drafting
         memory[policy] = make_schedule("auto", draft)
-        memory[policy].credit = math.inf
+        memory[policy].explore = math.inf
     try:
         r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=N)
     finally:

@@ -50,6 +50,7 @@ def test_auto_starts_with_the_big_model_alone():
     assert s.next(RoundState(small_behind=41)) == 0  # a probe would cost more than the budget holds
     s.credit = 100.0
     assert s.next(RoundState(small_behind=41, big_behind=41)) == 0  # never before the big model read the prompt
+    assert s.credit == 0.0                      # and a new request starts a budget of its own
 
 
 def test_auto_pays_probes_from_its_exploration_budget():

@@ -59,11 +59,11 @@ class AutoSchedule:
     It starts with the big model alone and drafts only when the costs it has measured say
     drafting pays. Finding out costs something — the small model must first read everything it
     has not seen (on a CPU, a long prompt costs seconds) — so probes are paid from an exploration
-    budget: `explore` × the time spent with the big model alone. Whatever the pair, the learning
-    can cost at most that share of a big-only run.
+    budget: `explore` × the time this request has spent with the big model alone. Whatever the
+    pair, learning can cost a request at most that share of its big-only time.
 
-    One schedule serves every generation of the same pair and policy (see `pair_memory`), so
-    what one request measured, the next one uses: a second request starts drafting at once when
+    What it measured (costs, α) serves every later request of the same pair and policy (see
+    `pair_memory`): a new request drafts as soon as the big model has read its prompt when
     drafting pays, and never wakes the small model when it does not.
     """
 
@@ -76,7 +76,7 @@ class AutoSchedule:
         self.t_feed: float | None = None          # small model, seconds per position caught up
         self.t_prefill: float | None = None       # big model, seconds per position of a long feed
         self.big_calls: deque[tuple[int, float]] = deque(maxlen=window)
-        self.credit = 0.0                         # exploration budget left, seconds
+        self.credit = 0.0                         # this request's exploration budget left, seconds
 
     @property
     def alpha(self) -> float:
@@ -139,8 +139,11 @@ class AutoSchedule:
         return self.draft
 
     def _choose(self, state: RoundState) -> int:
-        if not self.big_calls or state.big_behind > 1:
-            return 0  # the big model reads the prompt alone: it must anyway, and it times cleanly
+        if state.big_behind > 1:  # a new request: the big model reads the prompt alone (it must
+            self.credit = 0.0     # anyway, and it times cleanly); each request pays its own probes
+            return 0
+        if not self.big_calls:
+            return 0
         known = self.t_small is not None and len({b for b, _ in self.big_calls}) > 1
         best = max(range(self.max_draft + 1), key=self.rate) if known else 0
         if best and state.small_behind > 1 and state.budget is not None:
