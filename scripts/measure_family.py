@@ -12,7 +12,7 @@ and our code prompts (agreement with big-only's tokens), this script
    runner (same run, warm-up first, speed against big-only);
 3. traces each cascade's and the router's whole quality-vs-big-share curve on the test prompts
    from the small and big answers and the scores (a cascade's output at any threshold is one of
-   those two answers), and checks the real runs sit on the curves;
+   those two answers), and plots the real runs on top;
 4. compares contrastive decoding with big-only greedy on open-ended MT-bench questions:
    repetition, distinct-n, agreement, speed.
 
