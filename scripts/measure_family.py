@@ -122,7 +122,6 @@ def curve(task, examples, ids, by_method, small, big, router_path):
     if router_path:  # a router escalates the prompts with the highest P(big needed): rank by −p
         router = bl.Router.load(router_path)
         keys["router"] = [-float(router.classifier.p_big(prompt_features(small, p))) for p in ids]
-    tokens = sum(len(s.token_ids) for s in small_s), sum(len(b.token_ids) for b in big_s)
     curves = {}
     for name, key in keys.items():
         order = sorted(range(len(ids)), key=lambda i: key[i])  # escalated first
@@ -133,8 +132,8 @@ def curve(task, examples, ids, by_method, small, big, router_path):
             big_tok = sum(len(big_s[i].token_ids) for i in up)
             all_tok = big_tok + sum(len(small_s[i].token_ids) for i in range(len(ids)) if i not in up)
             points.append({"requests": k / len(ids), "tokens": big_tok / all_tok if all_tok else 0.0, "quality": q})
-        curves[name] = {"points": points, "key": key}
-    return curves, {"small_tokens": tokens[0], "big_tokens": tokens[1]}
+        curves[name] = points
+    return curves
 
 
 def measure_task(small, big, task_name, n_dev, n, max_new_tokens, out_dir: Path) -> dict:
@@ -152,7 +151,7 @@ def measure_task(small, big, task_name, n_dev, n, max_new_tokens, out_dir: Path)
     rows = summarize(task, test, samples, specs)
     by = {name: [s for s in samples if s.method == spec] for name, spec in zip(names, specs)}
     ids = enc(test)
-    curves, _ = curve(task, test, ids, by, small, big, cal["router"])
+    curves = curve(task, test, ids, by, small, big, cal["router"])
     table = []
     for name, spec, row in zip(names, specs, rows):
         q = row["quality"].get(task.primary_metric) if task.primary_metric else 100.0 * row["agreement"]
@@ -161,10 +160,10 @@ def measure_task(small, big, task_name, n_dev, n, max_new_tokens, out_dir: Path)
                       "speedup": row["speedup"], "big_calls_per_token": row["big_calls_per_token"]})
     return {"task": task.name, "metric": task.primary_metric or "agreement with big-only (%)",
             "n_dev": len(dev), "n_test": len(test), "max_new_tokens": max_new, "calibration": cal,
-            "methods": table, "curves": {k: v["points"] for k, v in curves.items()}, "rows": rows}
+            "methods": table, "curves": curves, "rows": rows}
 
 
-def measure_contrastive(small, big, n, max_new, out_dir: Path) -> dict:
+def measure_contrastive(small, big, n, max_new) -> dict:
     task = get_task("mtbench")
     examples = task.load(n, seed=0)
     specs = ["big", "contrastive"]
@@ -251,7 +250,7 @@ def main() -> None:
     for name in filter(None, args.tasks.split(",")):
         results["tasks"].append(measure_task(small, big, name, args.n_dev, args.n, args.max_new_tokens, out))
         (out / "family.json").write_text(json.dumps(results, indent=1, default=str))  # keep what is done
-    results["contrastive"] = measure_contrastive(small, big, args.contrastive_n, args.contrastive_tokens, out)
+    results["contrastive"] = measure_contrastive(small, big, args.contrastive_n, args.contrastive_tokens)
     (out / "family.json").write_text(json.dumps(results, indent=1, default=str))
     (out / "family.md").write_text(markdown(results))
     plot(results, out / "family.png")
