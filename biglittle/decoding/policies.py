@@ -153,7 +153,9 @@ class _SpeculativeController(Controller):
     def __init__(self, policy: Speculative, memory: dict):
         self.policy = policy
         if policy.schedule == "auto":  # what it measured on this pair serves the next request too
-            self.schedule = memory.setdefault(policy, make_schedule(policy.schedule, policy.draft))
+            if policy not in memory:
+                memory[policy] = make_schedule(policy.schedule, policy.draft)
+            self.schedule = memory[policy]
         else:
             self.schedule = make_schedule(policy.schedule, policy.draft)
 

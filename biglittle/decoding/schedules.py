@@ -76,6 +76,8 @@ class AutoSchedule:
         self.t_feed: float | None = None          # small model, seconds per position caught up
         self.t_prefill: float | None = None       # big model, seconds per position of a long feed
         self.big_calls: deque[tuple[int, float]] = deque(maxlen=window)
+        self._line: tuple[float, float, float] | None = None  # big-call cost line (mean x, mean y, slope)
+        self._sizes = 0                           # block sizes behind that line
         self.credit = 0.0                         # this request's exploration budget left, seconds
 
     @property
@@ -98,12 +100,14 @@ class AutoSchedule:
             self.t_prefill = _ema(self.t_prefill, big_s / big_block)
         elif 0 < big_block <= self.max_draft + 1:
             self.big_calls.append((big_block, big_s))
+            self._fit_line()
         if drafted == 0 and big_block:
             self.credit += self.explore * big_s
 
-    def big_cost(self, n: int) -> float:
-        """Seconds for the big model to score a block of n, from a line through the median cost
-        of each block size seen (medians: a shared machine's stalls must not tilt the line)."""
+    def _fit_line(self) -> None:
+        """Fit the big model's block cost once per new sample (rounds then only evaluate it): a
+        line through the median cost of each block size seen (medians: a shared machine's stalls
+        must not tilt the line)."""
         by_size: dict[int, list[float]] = {}
         for b, t in self.big_calls:
             by_size.setdefault(b, []).append(t)
@@ -114,6 +118,11 @@ class AutoSchedule:
         # with one block size seen, the slope is unknown: assume cost ∝ positions (compute-bound,
         # the pessimistic case) until a probe measures a second size
         slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var) if var else my / mx
+        self._line, self._sizes = (mx, my, slope), len(xs)
+
+    def big_cost(self, n: int) -> float:
+        """Seconds for the big model to score a block of n (needs at least one big call seen)."""
+        mx, my, slope = self._line
         return max(1e-9, my + slope * (n - mx))
 
     def rate(self, gamma: int) -> float:
@@ -142,9 +151,9 @@ class AutoSchedule:
         if state.big_behind > 1:  # a new request: the big model reads the prompt alone (it must
             self.credit = 0.0     # anyway, and it times cleanly); each request pays its own probes
             return 0
-        if not self.big_calls:
+        if self._line is None:
             return 0
-        known = self.t_small is not None and len({b for b, _ in self.big_calls}) > 1
+        known = self.t_small is not None and self._sizes > 1
         best = max(range(self.max_draft + 1), key=self.rate) if known else 0
         if best and state.small_behind > 1 and state.budget is not None:
             # switching drafting on first costs catching the small model up: only worth it if the
@@ -152,9 +161,11 @@ class AutoSchedule:
             saved = state.budget * (1 / self.rate(0) - 1 / self.rate(best))
             if saved < state.small_behind * self.feed_cost():
                 best = 0
-        if best == 0 and self.credit >= self.probe_cost(state.small_behind):
-            self.credit -= self.probe_cost(state.small_behind)
-            best = self.PROBE
+        if best == 0:
+            cost = self.probe_cost(state.small_behind)
+            if self.credit >= cost:
+                self.credit -= cost
+                best = self.PROBE
         return best
 
 
