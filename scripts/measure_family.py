@@ -63,7 +63,7 @@ def score(model, role: str, prompt_ids: list[int], answer: list[int]) -> float:
     return reduce_logps(answer_logps(TrackedSession(model.session(), role, Stats()), prompt_ids, answer), "mean")
 
 
-def answers(small, big, task, examples, ids, max_new):
+def answers(small, big, ids, max_new):
     outs = {}
     for name in ("big", "small"):
         m = parse_method(name)
@@ -73,7 +73,7 @@ def answers(small, big, task, examples, ids, max_new):
 
 def calibrate(small, big, task, examples, ids, max_new, out_dir: Path) -> dict:
     """Labels, cascade thresholds and a router from the dev prompts."""
-    outs = answers(small, big, task, examples, ids, max_new)
+    outs = answers(small, big, ids, max_new)
     q_big = [quality(task, b.text or "", ex, b.token_ids, b.token_ids) for ex, b in zip(examples, outs["big"])]
     q_small = [quality(task, s.text or "", ex, s.token_ids, b.token_ids)
                for ex, s, b in zip(examples, outs["small"], outs["big"])]
