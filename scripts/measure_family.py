@@ -30,7 +30,8 @@ from pathlib import Path
 
 import biglittle as bl
 from biglittle.bench.methods import parse_method
-from biglittle.bench.runner import BenchConfig, agreement, run_methods, summarize
+from biglittle.bench.runner import BenchConfig, run_methods, summarize
+from biglittle.data.metrics import agreement
 from biglittle.cascade import answer_logps, reduce_logps, threshold_for_share
 from biglittle.data import distinct_n, get_task, repetition_rate
 from biglittle.decoding.loop import TrackedSession
@@ -53,7 +54,7 @@ def quality(task, text: str, example, tokens: list[int], big_tokens: list[int]) 
     """0–100: accuracy of this one answer where the task has references, else agreement with big-only."""
     if task.primary_metric is not None:
         return task.metric([text], [example.reference])[task.primary_metric]
-    return 100.0 * agreement(tokens, big_tokens)
+    return 100.0 * agreement(tokens, big_tokens)["agreement"]
 
 
 def score(model, role: str, prompt_ids: list[int], answer: list[int]) -> float:

@@ -77,3 +77,20 @@ def test_typical_acceptance_threshold():
     # a flat big model: H = log 3, threshold = min(0.09, 0.3/3 = 0.1) = 0.09, 1/3 passes
     flat = torch.full((1, 2, 3), 1 / 3)
     assert acc.typical_accept(torch.tensor([[2]]), flat).tolist() == [1]
+
+
+def test_typical_acceptance_uses_the_temperature_processed_distribution():
+    """At temperature 4 the big model's peaked distribution flattens: a token it gives 4% raw
+    (rejected: below ε = 0.09) gets more than the processed threshold, so it is kept."""
+    from biglittle.decoding.policies import Speculative
+    from biglittle.decoding.sampling import Sampler
+
+    logp = torch.log(torch.tensor([[[0.9, 0.04, 0.02, 0.02, 0.02], [0.2] * 5]]))
+    draft = torch.tensor([[1]])
+    q = torch.softmax(torch.zeros(1, 1, 5), -1)
+    hot = Sampler(temperature=4.0, seed=0)
+    ctl = Speculative(draft=1, acceptance="typical").start()
+    assert acc.typical_accept(draft, logp.exp()).tolist() == [0]            # raw: rejected
+    assert acc.typical_accept(draft, hot.probs(logp)).tolist() == [1]       # processed: kept
+    assert ctl.accept(draft, q, logp, hot)[0] == 1
+    assert ctl.accept(draft, q, logp, Sampler(temperature=0.0))[0] == 0     # greedy: raw = processed

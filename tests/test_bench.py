@@ -8,7 +8,8 @@ import pytest
 import biglittle as bl
 from biglittle.bench.methods import parse_method, split_specs
 from biglittle.bench.report import build_report, markdown, pareto_front, validate, write_outputs
-from biglittle.bench.runner import BenchConfig, _loop_figures, agreement, run_bench
+from biglittle.bench.runner import BenchConfig, _loop_figures, run_bench
+from biglittle.data.metrics import agreement
 from biglittle.decoding.schedules import expected_speedup
 
 PROMPTS = ["Hello", "def f(x):", "Once upon"]
@@ -129,8 +130,8 @@ def test_pareto_front_by_hand():
 
 
 def test_agreement_and_bound_by_hand():
-    assert agreement([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
-    assert agreement([1, 2], [1, 2, 3, 4]) == 0.5
+    assert agreement([1, 2, 3, 4], [1, 2, 0, 4])["agreement"] == 0.75
+    assert agreement([1, 2], [1, 2, 3, 4])["agreement"] == 0.5
     st = dict(big_calls=10, small_calls=40, drafted=40, accepted=30, rounds=10, small_tokens=30, big_tokens=10,
               small_s=0.4, big_s=1.0, rollbacks=5, fallbacks=0)
     fig = _loop_figures(st, 40)

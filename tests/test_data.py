@@ -82,9 +82,10 @@ def test_gsm_accuracy_and_number_equality():
 
 def test_agreement_small_lists():
     a = agreement([1, 2, 3, 4], [1, 2, 9, 4, 5])
-    assert a == {"agreement": 0.75, "exact": False, "common_prefix": 2, "compared": 4}
+    assert a == {"agreement": 0.6, "exact": False, "common_prefix": 2, "compared": 5}
     assert agreement([5, 6, 7], [5, 6, 7]) == {"agreement": 1.0, "exact": True, "common_prefix": 3, "compared": 3}
-    assert agreement([1, 2], [1, 2, 3]) == {"agreement": 1.0, "exact": False, "common_prefix": 2, "compared": 2}
+    # the longer length is the denominator: stopping early is not agreeing
+    assert agreement([1, 2], [1, 2, 3]) == {"agreement": 2 / 3, "exact": False, "common_prefix": 2, "compared": 3}
     assert agreement([9], [1]) == {"agreement": 0.0, "exact": False, "common_prefix": 0, "compared": 1}
     assert agreement([], []) == {"agreement": 1.0, "exact": True, "common_prefix": 0, "compared": 0}
     assert agreement([], [1])["agreement"] == 0.0

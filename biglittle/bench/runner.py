@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..data.metrics import agreement
 from ..decoding.schedules import expected_speedup
 from ..generate import check_pair, encode_prompt
 from .methods import Method, Output
@@ -74,12 +75,6 @@ def run_methods(small, big, task, examples, methods: list[Method], config: Bench
     return samples
 
 
-def agreement(a: list[int], b: list[int]) -> float:
-    """Share of positions where two token sequences agree, over the longer length."""
-    n = max(len(a), len(b))
-    return sum(x == y for x, y in zip(a, b)) / n if n else 1.0
-
-
 def summarize(task, examples, samples: list[Sample], method_specs: list[str]) -> list[dict]:
     """Per-method figures for one task, each against big-only from the same run."""
     by = {spec: [s for s in samples if s.method == spec] for spec in method_specs}
@@ -101,7 +96,7 @@ def summarize(task, examples, samples: list[Sample], method_specs: list[str]) ->
             "speedup_median": statistics.median(b.wall_s / s.wall_s for b, s in zip(base, group)),
             "quality": quality,
             "quality_delta": {k: v - base_quality[k] for k, v in quality.items() if k in base_quality},
-            "agreement": statistics.mean(agreement(s.token_ids, b.token_ids) for s, b in zip(group, base)),
+            "agreement": statistics.mean(agreement(s.token_ids, b.token_ids)["agreement"] for s, b in zip(group, base)),
             "exact_match": statistics.mean(s.token_ids == b.token_ids for s, b in zip(group, base)),
         }
         row.update(_loop_figures(st, tokens))

@@ -169,7 +169,9 @@ class _SpeculativeController(Controller):
     def accept(self, draft, q, p_logp, sampler):
         k = draft.shape[1]
         if self.policy.acceptance == "typical":
-            n = int(acc.typical_accept(draft, p_logp.exp())[0])
+            # p(x) and the entropy come from the temperature-processed distribution (Medusa, vLLM),
+            # the same one the bonus token is drawn from
+            n = int(acc.typical_accept(draft, sampler.probs(p_logp))[0])
             nxt = int(p_logp[0, n].argmax()) if n < k else _big_pick(p_logp, n, sampler)
             return n, nxt
         if sampler.greedy:
