@@ -73,7 +73,7 @@ def generate(
     temperature: float = typer.Option(0.0, help="0 = greedy; >0 samples."),
     top_k: Optional[int] = typer.Option(None, help="Sample from the k most likely tokens."),
     top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass."),
-    seed: int = typer.Option(0, help="Random seed for sampling."),
+    seed: Optional[int] = typer.Option(None, help="Random seed for sampling (default: a fresh one each run)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Most tokens to generate."),
     stop: Optional[list[str]] = typer.Option(None, help="Stop when this text appears (repeatable)."),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models: float32 or bfloat16."),

@@ -355,3 +355,11 @@ def test_remote_refuses_a_server_with_another_tokenizer(server, tiny_dir):
     other = bl.load_model(f"hf:{make_model(str(tiny_dir / 'perm2'), layers=1, hidden=32, tokenizer=True, permute_tokenizer=True)}")
     with pytest.raises(bl.VocabMismatchError, match="tokenizes text differently"):
         bl.load_model(f"remote:{server.url}#{MODEL}", tokenizer_from=other)
+
+
+def test_sampling_without_a_seed_differs_and_with_one_repeats(client):
+    def sample(**kw):
+        return client.completions.create(model=MODEL, prompt="Hello", max_tokens=30, temperature=1.0, **kw).choices[0].text
+
+    assert sample() != sample()
+    assert sample(seed=5) == sample(seed=5)

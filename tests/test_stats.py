@@ -76,3 +76,20 @@ def test_reasons_say_why_each_token_is_there(small, big, prompt):
     assert r.reasons[0] == "big"  # BiLD's first token: the big model, no draft before it
     spec = bl.generate(small, big, prompt, policy=bl.Speculative(draft=4), max_new_tokens=N)
     assert "fallback" not in spec.reasons and spec.reasons.count("correction") == spec.stats.rollbacks
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_stats_after_a_stop_string_cut(text_pair, name):
+    """Output counters describe the returned tokens; work counters keep the work past the cut."""
+    small, big = text_pair
+    policy = POLICIES[name]
+    full = bl.generate(small, big, "Hello", policy=policy, max_new_tokens=N)
+    stop = next(full.text[i:i + 2] for i in range(N // 2, len(full.text) - 2) if "\ufffd" not in full.text[i:i + 2])
+    r = bl.generate(small, big, "Hello", policy=policy, max_new_tokens=N, stop=stop)
+    s = r.stats
+    assert s.finish_reason == "stop" and len(r.token_ids) < N
+    assert s.new_tokens == len(r.token_ids) == len(r.origins)
+    assert s.small_tokens == r.origins.count("small") and s.big_tokens == r.origins.count("big")
+    assert s.small_tokens <= s.accepted <= s.drafted
+    assert s.tokens_per_big_call == (s.new_tokens / s.big_calls if s.big_calls else s.new_tokens)
+    assert s.acceptance_rate == (s.accepted / s.drafted if s.drafted else 0.0)

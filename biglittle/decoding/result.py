@@ -6,37 +6,57 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class Stats:
-    """Counters for one generation. Data, never prints; `to_dict()` for JSON."""
+    """Counters for one generation. Data, never prints; `to_dict()` for JSON.
+
+    Each counter is one of two kinds:
+      output — describes the returned tokens: new_tokens, small_tokens, big_tokens, finish_reason.
+      work   — what the models did to get them: calls, positions, rounds, drafted, accepted,
+               rollbacks, fallbacks and the times. Work includes tokens past a stop-string cut
+               (the last round drafted and verified them before the text showed the stop),
+               since it was paid for.
+    So after a stop-string cut small_tokens ≤ accepted ≤ drafted, and the two need not be equal.
+    Rates: acceptance_rate is work over work (how often a draft passed); tokens_per_big_call and
+    tokens_per_s are output over work (what the answer cost).
+    """
     policy: str = ""
     prompt_tokens: int = 0
-    new_tokens: int = 0
-    small_tokens: int = 0       # new tokens written by the small model (kept drafts)
-    big_tokens: int = 0         # new tokens written by the big model (corrections, fallbacks, bonus)
-    big_calls: int = 0          # forward passes of the big model (prompt included)
-    small_calls: int = 0        # forward passes of the small model (prompt included)
-    big_positions: int = 0      # tokens the big model scored, over all calls
-    rounds: int = 0             # draft → verify rounds
-    drafted: int = 0            # tokens the small model proposed and sent for checking
-    accepted: int = 0           # of those, kept
-    rollbacks: int = 0          # rounds in which the big model discarded drafts
-    fallbacks: int = 0          # rounds the small model ended by handing over (BiLD)
-    finish_reason: str = ""     # "length", "eos" or "stop"
-    wall_s: float = 0.0
-    small_s: float = 0.0        # time inside small-model calls
-    big_s: float = 0.0          # time inside big-model calls
+    new_tokens: int = 0         # output: tokens returned
+    small_tokens: int = 0       # output: returned tokens written by the small model (kept drafts)
+    big_tokens: int = 0         # output: returned tokens written by the big model (corrections, fallbacks, bonus)
+    big_calls: int = 0          # work: forward passes of the big model (prompt included)
+    small_calls: int = 0        # work: forward passes of the small model (prompt included)
+    big_positions: int = 0      # work: tokens the big model scored, over all calls
+    rounds: int = 0             # work: draft → verify rounds
+    drafted: int = 0            # work: tokens the small model proposed and sent for checking
+    accepted: int = 0           # work: of those, the ones the acceptance rule kept
+    rollbacks: int = 0          # work: rounds in which the big model discarded drafts
+    fallbacks: int = 0          # work: rounds the small model ended by handing over (BiLD)
+    finish_reason: str = ""     # output: "length", "eos" or "stop"
+    wall_s: float = 0.0         # work: the whole generation
+    small_s: float = 0.0        # work: time inside small-model calls
+    big_s: float = 0.0          # work: time inside big-model calls
     degraded: bool = False      # True if the big model was lost mid-way and the small one finished
     extra: dict = field(default_factory=dict)  # policy-specific facts (e.g. which model a cascade chose, and why)
 
+    def count_output(self, origins: list[str]) -> None:
+        """Set the output counters from the returned tokens' origins (after any stop-string cut);
+        the work counters stay as they are."""
+        self.new_tokens = len(origins)
+        self.small_tokens, self.big_tokens = origins.count("small"), origins.count("big")
+
     @property
     def acceptance_rate(self) -> float:
+        """Work: accepted / drafted."""
         return self.accepted / self.drafted if self.drafted else 0.0
 
     @property
     def tokens_per_big_call(self) -> float:
+        """Output per work: returned tokens per big-model call."""
         return self.new_tokens / self.big_calls if self.big_calls else float(self.new_tokens)
 
     @property
     def tokens_per_s(self) -> float:
+        """Output per work: returned tokens per second of wall time."""
         return self.new_tokens / self.wall_s if self.wall_s else 0.0
 
     def to_dict(self) -> dict:

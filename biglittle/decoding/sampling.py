@@ -20,7 +20,7 @@ class Sampler:
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
-    seed: int | None = 0
+    seed: int | None = None     # None: fresh randomness each time; an int reproduces the draws
 
     def __post_init__(self):
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
@@ -30,8 +30,12 @@ class Sampler:
             raise ConfigError(f"top_k must be an integer ≥ 1 or None, got {self.top_k!r}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+        # our own generator, so sampling never reads or reseeds torch's global RNG (the caller's)
         self.generator = torch.Generator()
-        self.generator.manual_seed(self.seed if self.seed is not None else torch.seed())
+        if self.seed is None:
+            self.generator.seed()  # fresh entropy, this generator only
+        else:
+            self.generator.manual_seed(self.seed)
 
     @property
     def greedy(self) -> bool:

@@ -74,7 +74,7 @@ class CompletionBody(BaseModel):
     temperature: float | None = 0.0
     top_p: float | None = None
     top_k: int | None = None
-    seed: int | None = Field(default=0, ge=-(2**63), le=2**64 - 1)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     stream: bool = False
     n: int = 1
