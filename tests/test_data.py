@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from biglittle.data import TASKS, DataError, Example, agreement, get_task, mean_agreement
-from biglittle.data import cache, metrics, tasks
+from biglittle.data import cache, metrics, sources
 from biglittle.errors import BigLittleError
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ kurz {adj} | Ja. :: short | Yes.
 
 
 def test_parse_ding_keeps_only_plain_aligned_sentences():
-    pairs = tasks.parse_ding(DING_SAMPLE)
+    pairs = sources.parse_ding(DING_SAMPLE)
     assert pairs == [
         ("Das Haus ist sehr alt.", "The house is very old."),          # first occurrence only
         ("Wie wird das Wetter morgen?", "What will the weather be like tomorrow?"),
@@ -247,9 +247,9 @@ def test_data_dir_follows_env(monkeypatch, tmp_path):
 def test_ding_fetch_copies_an_installed_file_with_the_pinned_hash(tmp_path, monkeypatch):
     installed = tmp_path / "de-en"
     installed.write_text(DING_SAMPLE, encoding="utf-8")
-    monkeypatch.setattr(tasks, "DING_SHA256", _sha(installed.read_bytes()))
+    monkeypatch.setattr(sources, "DING_SHA256", _sha(installed.read_bytes()))
     dest = tmp_path / "copy"
-    tasks.fetch_ding(dest, installed=str(installed))
+    sources.fetch_ding(dest, installed=str(installed))
     assert dest.read_bytes() == installed.read_bytes()
 
 

@@ -6,15 +6,14 @@ thrown away and fetched again, and a fresh fetch that does not match is an error
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import files
 from ..errors import BigLittleError
+from ..files import sha256_file
 
 
 class DataError(BigLittleError):
@@ -23,16 +22,7 @@ class DataError(BigLittleError):
 
 def data_dir() -> Path:
     """Where fetched data is kept: `$BIGLITTLE_CACHE/data`, or `~/.cache/biglittle/data`."""
-    root = os.environ.get("BIGLITTLE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "biglittle")
-    return Path(root) / "data"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return files.cache_root() / "data"
 
 
 def check_sha256(path: str | os.PathLike, expected: str, what: str) -> None:
@@ -72,17 +62,10 @@ def cached_file(name: str, sha256: str, fetch: Callable[[Path], None], root: str
 
 def run_tool(cmd: Sequence[str], what: str, cwd: str | os.PathLike | None = None) -> None:
     """Run a fetch command (pip, apt-get, dpkg-deb); raise DataError with its output if it fails."""
-    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    try:
-        res = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
-    except FileNotFoundError as e:
-        raise DataError(f"{what}: {cmd[0]} is not available ({e})") from None
-    if res.returncode != 0:
-        tail = (res.stdout + res.stderr).strip().splitlines()[-15:]
-        raise DataError(f"{what} failed (exit {res.returncode}): {' '.join(cmd)}\n" + "\n".join(tail))
+    files.run_tool(cmd, what, cwd=cwd, error=DataError)
 
 
 def pip_download(args: Sequence[str], dest: str | os.PathLike, what: str, pip: Sequence[str] | None = None) -> None:
     """`pip download --no-deps ARGS -d DEST` with this interpreter's pip (or the given pip command)."""
-    base = list(pip) if pip else [sys.executable, "-m", "pip"]
+    base = list(pip) if pip else files.pip_command()
     run_tool([*base, "download", "--no-deps", "--quiet", *args, "-d", str(dest)], what)

