@@ -72,7 +72,7 @@ def write_alone(tracked: TrackedSession, feed: list[int], sampler, max_new_token
     for _ in range(max_new_tokens):
         if row is None:
             row = tracked.extend(feed, keep=1)[0][-1]
-        token = int(sampler.pick(sampler.probs(row)))
+        token = int(sampler.choose(row))
         yield token, float(row[token])
         if token in eos:
             return

@@ -19,6 +19,7 @@ import torch
 
 from .decoding.loop import TrackedSession
 from .decoding.policies import Policy, _number
+from .decoding.sampling import greedy_token
 from .errors import ConfigError
 
 
@@ -68,8 +69,8 @@ class Contrastive(Policy):
         for produced in range(1, max_new_tokens + 1):
             big_row = big_s.extend(feed, keep=1)[0][-1]
             small_row = small_s.extend(feed, keep=1)[0][-1]
-            token = int(contrastive_scores(big_row, small_row, self.alpha, self.small_temperature).argmax())
-            changed += int(token != int(big_row.argmax()))
+            token = int(greedy_token(contrastive_scores(big_row, small_row, self.alpha, self.small_temperature)))
+            changed += int(token != int(greedy_token(big_row)))
             stats.rounds += 1
             stats.new_tokens = produced
             stats.extra["changed_from_big_greedy"] = changed

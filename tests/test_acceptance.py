@@ -94,3 +94,25 @@ def test_typical_acceptance_uses_the_temperature_processed_distribution():
     assert acc.typical_accept(draft, hot.probs(logp)).tolist() == [1]       # processed: kept
     assert ctl.accept(draft, q, logp, hot)[0] == 1
     assert ctl.accept(draft, q, logp, Sampler(temperature=0.0))[0] == 0     # greedy: raw = processed
+
+
+def test_one_greedy_rule_on_a_one_ulp_near_tie():
+    """Log-probs one float32 ulp apart whose exp is the same number: every greedy path — a big-only
+    step, a draft, verification, a correction — must take the larger log-prob (token 1)."""
+    from biglittle.decoding.policies import BigOnly, Speculative
+    from biglittle.decoding.sampling import Sampler, greedy_token
+
+    lo = torch.tensor(-0.5)
+    hi = torch.nextafter(lo, torch.tensor(0.0))
+    row = torch.full((4,), -30.0)
+    row[0], row[1] = lo, hi
+    assert torch.exp(row[0]) == torch.exp(row[1])     # exp merges them: argmax(exp) would say 0
+    greedy = Sampler(temperature=0.0)
+    assert int(greedy_token(row)) == 1
+    assert int(greedy.choose(row)) == 1
+    assert int(greedy.choose(row, greedy.probs(row))) == 1
+    p_logp = row.expand(1, 2, 4).clone()
+    q = torch.zeros(1, 1, 4)
+    assert BigOnly().start().accept(torch.zeros(1, 0, dtype=torch.long), q[:, :0], p_logp[:, :1], greedy) == (0, 1)
+    assert acc.greedy_match(torch.tensor([[1]]), p_logp).tolist() == [1]
+    assert Speculative(draft=1).start().accept(torch.tensor([[0]]), q, p_logp, greedy) == (0, 1)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .sampling import greedy_token
+
 
 def accepted_prefix(ok: torch.Tensor) -> torch.Tensor:
     """Length of the leading run of True in each row of ok [B, k]."""
@@ -31,8 +33,9 @@ def draft_probs(dist: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
 
 
 def greedy_match(draft: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Speculative, greedy: keep drafts while each equals the big model's argmax."""
-    return accepted_prefix(draft == p[:, : draft.shape[1]].argmax(dim=-1))
+    """Speculative, greedy: keep drafts while each equals the big model's greedy token
+    (p: log-probs, so the argmax is the same one every other greedy path takes)."""
+    return accepted_prefix(draft == greedy_token(p[:, : draft.shape[1]]))
 
 
 def rejection_sample(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor, uniform: torch.Tensor,

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from . import acceptance as acc
-from .sampling import Sampler
+from .sampling import Sampler, greedy_token
 from .schedules import RoundState, make_schedule
 
 SCHEDULES = ("constant", "heuristic", "auto")
@@ -80,7 +80,7 @@ class Controller:
 
 def _big_pick(p_logp: torch.Tensor, n: int, sampler: Sampler) -> int:
     """The big model's own token at position n: argmax, or a draw from its processed distribution."""
-    return int(sampler.pick(sampler.probs(p_logp[0, n])))
+    return int(sampler.choose(p_logp[0, n]))
 
 
 # ---------------------------------------------------------------- baselines
@@ -172,13 +172,13 @@ class _SpeculativeController(Controller):
             # p(x) and the entropy come from the temperature-processed distribution (Medusa, vLLM),
             # the same one the bonus token is drawn from
             n = int(acc.typical_accept(draft, sampler.probs(p_logp))[0])
-            nxt = int(p_logp[0, n].argmax()) if n < k else _big_pick(p_logp, n, sampler)
+            nxt = int(greedy_token(p_logp[0, n])) if n < k else _big_pick(p_logp, n, sampler)
             return n, nxt
         if sampler.greedy:
             n = int(acc.greedy_match(draft, p_logp)[0])
-            return n, int(p_logp[0, n].argmax())
+            return n, int(greedy_token(p_logp[0, n]))
         n, nxt = acc.rejection_sample(draft, q, sampler.probs(p_logp), sampler.uniform(draft.shape),
-                                      sampler.pick)
+                                      sampler.draw)
         return int(n[0]), int(nxt[0])
 
     def update(self, drafted, accepted, **timings):

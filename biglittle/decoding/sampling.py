@@ -3,7 +3,8 @@
 Both models' distributions go through the same `Sampler`, so temperature, top-k and top-p
 act identically on the small and the big model (speculative sampling needs that to be
 lossless). With temperature 0 (greedy) the distribution is the plain softmax and
-`pick` takes its argmax; top-k and top-p apply only when sampling, as in HF `generate`.
+`choose` takes the argmax of the log-probs (`greedy_token`); top-k and top-p apply only
+when sampling, as in HF `generate`.
 """
 from __future__ import annotations
 
@@ -53,15 +54,27 @@ class Sampler:
             logits = _top_p_mask(logits, self.top_p)
         return torch.softmax(logits, dim=-1)
 
-    def pick(self, probs: torch.Tensor) -> torch.Tensor:
-        """One token per row of probs [..., vocab]: argmax when greedy, else a draw."""
+    def choose(self, logp: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row of log-probs [..., vocab]: the greedy rule, or a draw from the
+        processed distribution (`probs`, when the caller has already computed it)."""
         if self.greedy:
-            return probs.argmax(dim=-1)
+            return greedy_token(logp)
+        return self.draw(self.probs(logp) if probs is None else probs)
+
+    def draw(self, probs: torch.Tensor) -> torch.Tensor:
+        """One token drawn from each row of probs [..., vocab]."""
         flat = probs.reshape(-1, probs.shape[-1])
         return torch.multinomial(flat, 1, generator=self.generator).reshape(probs.shape[:-1])
 
     def uniform(self, shape) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator)
+
+
+def greedy_token(logp: torch.Tensor) -> torch.Tensor:
+    """The one greedy rule, used by every path (drafts, big-only steps, verification, corrections):
+    the argmax of the log-probs, the first index on an exact tie. Taking it on exp(log-probs)
+    instead can break a near-tie differently: float32 exp maps log-probs one ulp apart to one value."""
+    return logp.argmax(dim=-1)
 
 
 def _top_p_mask(logits: torch.Tensor, top_p: float) -> torch.Tensor:
