@@ -147,6 +147,16 @@ def test_corrupt_cache_file_same_size_is_detected_and_rebuilt(cache):
     assert catalog.verify("fake-model").ok
 
 
+def test_a_size_only_check_does_not_vouch_for_the_content(cache):
+    """`models list` checks sizes only; that must not stamp a corrupt same-size file as verified."""
+    (path,) = catalog.pull("fake-model")
+    data = bytearray(BLOB)
+    data[7] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert catalog.verify("fake-model", full=False).ok          # right size: looks fine
+    assert catalog.ensure("fake-model").read_bytes() == BLOB   # but ensure still hashes and rebuilds
+
+
 def test_missing_part_package_is_a_clear_error(cache, monkeypatch):
     entry = fake_entry(n=4)  # part 4 does not exist in the index
     monkeypatch.setitem(catalog.MODELS, "fake-model", entry)
