@@ -13,6 +13,12 @@ def _load_hf(spec: str, rest: str, **kw) -> Model:
     return load_hf(spec, rest, **kw)
 
 
+def _load_hf_seq2seq(spec: str, rest: str, **kw) -> Model:
+    from .hf_seq2seq import load_hf_seq2seq
+
+    return load_hf_seq2seq(spec, rest, **kw)
+
+
 def _load_remote(spec: str, rest: str, **kw) -> Model:
     from .remote import load_remote
 
@@ -45,6 +51,8 @@ def _load_hf_gguf(spec: str, rest: str, **kw) -> Model:
 # prefix → (loader(spec, rest, **kwargs), one-line help). Backends add themselves here.
 LOADERS: dict[str, tuple[Callable[..., Model], str]] = {
     "hf": (_load_hf, "hf:<hub-id-or-folder>   a transformers causal LM"),
+    "hf-seq2seq": (_load_hf_seq2seq, "hf-seq2seq:<hub-id-or-folder>   a transformers encoder–decoder model "
+                   "(T5, BART, Marian; hf: detects these too)"),
     "gguf": (_load_gguf, "gguf:<file.gguf or catalog name>   llama.cpp (quantized, fast on CPUs)"),
     "hf-gguf": (_load_hf_gguf, "hf-gguf:<file.gguf or catalog name>   transformers dequantizes the GGUF "
                 "(cached as safetensors)"),

@@ -1,0 +1,118 @@
+"""Hugging Face transformers backend for encoder–decoder models (T5, mT5, BART, Marian, NLLB).
+
+A session belongs to one source: it runs the encoder once when it starts and keeps its output.
+After that the session is a decoder-side session like any other — `extend` appends decoder
+tokens, `truncate` rolls them back — so the loop and every token-level policy run unchanged.
+The cache is an `EncoderDecoderCache`: its self-attention half is cropped in place on
+`truncate`; its cross-attention half (keys and values of the encoder output) is filled by the
+first `extend` and never recomputed, so a rollback never re-encodes.
+
+A decoder sequence starts with `model.decoder_start_ids` (T5: the pad token), the way a causal
+LM's prompt starts with its BOS; the source is not part of the decoder's positions.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+
+from ..errors import ModelSpecError, PromptError
+from .hf import DTYPES, HFModel, HFTokenizer
+
+
+class Seq2SeqTokenizer(HFTokenizer):
+    """The model's tokenizer; the source goes through `encode` (with the model's special tokens,
+    e.g. T5's closing </s>), the decoder's output through `decode`."""
+
+    def apply_chat(self, messages: list[dict]) -> list[int]:
+        raise ModelSpecError("chat does not apply to an encoder–decoder model: give the source text as the "
+                             "prompt and drop --chat / chat=True")
+
+
+class HFSeq2SeqSession:
+    def __init__(self, model: "HFSeq2SeqModel", source_ids: Sequence[int]):
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        self._model = model
+        src = torch.tensor([list(source_ids)], dtype=torch.long)
+        with torch.inference_mode():
+            self._encoded = model.net.get_encoder()(input_ids=src, return_dict=True)
+        cfg = model.net.config
+        self._cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    @torch.inference_mode()
+    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
+        ids = torch.tensor([list(token_ids)], dtype=torch.long)
+        n = ids.shape[1]
+        if n == 0:
+            raise ValueError("extend needs at least one token")
+        keep = n if keep is None else max(1, min(keep, n))
+        # passing encoder_outputs skips the encoder; the cache is updated in place
+        out = self._model.net(encoder_outputs=self._encoded, decoder_input_ids=ids, cache=self._cache,
+                              use_cache=True)
+        self._len += n
+        return torch.log_softmax(out.logits[0, -keep:].float(), dim=-1)
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= self._len:
+            raise ValueError(f"cannot truncate a session of {self._len} positions to {n}")
+        if n < self._len:
+            self._cache.crop(n - self._len)  # crops the self-attention half only; a negative count removes that many
+            self._len = n
+
+
+class HFSeq2SeqModel(HFModel):
+    backend = "hf-seq2seq"
+    encoder_decoder = True
+
+    def __init__(self, spec: str, net, tokenizer: Seq2SeqTokenizer | None):
+        super().__init__(spec, net, tokenizer)
+        start = net.generation_config.decoder_start_token_id
+        if start is None:
+            start = net.config.decoder_start_token_id
+        if start is None:
+            raise ModelSpecError(f"{spec}: the model's config names no decoder_start_token_id")
+        self.decoder_start_ids = [int(start)]
+
+    def session(self, source_ids: Sequence[int] | None = None) -> HFSeq2SeqSession:
+        if not source_ids:
+            raise PromptError(f"{self.spec} is an encoder–decoder model: a session needs the source's token ids "
+                              "(model.session(source_ids=model.encode_source(text)))")
+        if self.context_length and len(source_ids) > self.context_length:
+            raise PromptError(f"the source has {len(source_ids)} tokens; {self.spec}'s encoder takes at most "
+                              f"{self.context_length}")
+        return HFSeq2SeqSession(self, source_ids)
+
+    def encode_source(self, text: str) -> list[int]:
+        """The source's token ids as this model's encoder expects them."""
+        if self.tokenizer is None:
+            raise PromptError(f"{self.spec} has no tokenizer; pass the source as token ids")
+        return self.tokenizer.encode(text)
+
+    def __repr__(self) -> str:
+        return f"HFSeq2SeqModel({self.spec!r}, vocab={self.vocab_size})"
+
+
+def load_hf_seq2seq(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFSeq2SeqModel:
+    """Load an encoder–decoder model with transformers. `path_or_id` is a local folder or a hub id."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    path = os.path.expanduser(path_or_id)
+    if path_or_id.startswith((".", "/", "~")) and not os.path.isdir(path):
+        raise ModelSpecError(f"{spec}: no such model folder {path!r}")
+    try:
+        net = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs).eval()
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{spec}: could not load encoder–decoder weights ({e})") from e
+    try:
+        tok = Seq2SeqTokenizer(AutoTokenizer.from_pretrained(path))
+    except (OSError, ValueError, TypeError):
+        tok = None  # a weights-only folder: token-id sources still work
+    return HFSeq2SeqModel(spec, net, tok)
