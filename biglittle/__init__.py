@@ -6,15 +6,12 @@
     r = bl.generate(small, big, "def quicksort(xs):", policy=bl.BiLD(), max_new_tokens=64)
     print(r.text, r.stats.to_dict())
 """
-from .decoding.policies import BigOnly, BiLD, Policy, SmallOnly, Speculative, parse_policy
 from .decoding.result import Chunk, GenerationResult, Stats
 from .errors import BigLittleError, ConfigError, ModelSpecError, PromptError, VocabMismatchError
 from .generate import generate, stream
 from .models import load_model
-from .cascade import Cascade
-from .contrastive import Contrastive
-from .router import Router
-from .tune import load_policy_config
+from .policies import (BigOnly, BiLD, Cascade, Contrastive, Policy, Router, SmallOnly, Speculative,
+                       load_policy_config, parse_policy)
 
 __version__ = "0.1.0"
 

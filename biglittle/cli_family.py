@@ -35,7 +35,7 @@ def router_train(
     import biglittle as bl
     from .cli import err, fail, load_pair
     from .generate import encode_prompt
-    from .router import label_by_agreement, train_router
+    from .policies.router import label_by_agreement, train_router
     from .tune import read_jsonl
 
     try:

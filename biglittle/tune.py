@@ -8,7 +8,7 @@ What it does, on sample prompts, greedy:
  1. measures the pair's per-call costs: a small step, a big step, and each extra position a
     big pass scores (a big call of k positions costs big_call_s + k·big_position_s);
  2. runs big-only (the reference), small-only, and every token-level candidate (speculative
-    draft lengths, BiLD's fallback × rollback grid) through `bl.generate`;
+    draft lengths, BiLD's fallback × rollback grid) through `generate`;
  3. evaluates cascades at thresholds between the observed scores, from the small-only and
     big-only runs (exact under greedy decoding: a cascade's answer IS one of the two);
  4. keeps the candidates that meet the quality floor and picks the one with the least
@@ -29,50 +29,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .cascade import answer_logps, json_number, reduce_logps
-from .decoding.loop import TrackedSession
-from .decoding.policies import Policy, parse_policy
+from .data import get_task
 from .decoding.result import Stats
 from .decoding.schedules import expected_speedup
+from .decoding.session import TrackedSession
 from .errors import ConfigError
-
-CONFIG_FORMAT = "biglittle-config/1"
+from .generate import encode_prompt, generate
+from .numbers import json_number
+from .policies import BigOnly, BiLD, Policy, SmallOnly, Speculative
+from .policies.cascade import answer_logps, reduce_logps
+from .policies.registry import CONFIG_FORMAT, load_policy_config, read_config  # noqa: F401  (the file format lives with the registry)
+from .tokens import agreement
 DRAFTS = (1, 2, 3, 4, 5, 6, 7, 8)
 FALLBACKS = (0.3, 0.5, 0.7, 0.9)
 ROLLBACKS = (1.0, 2.0, 3.0, 5.0, math.inf)
 CASCADE_SCORERS = (("small-confidence", "mean"), ("small-confidence", "min"), ("big-score", "mean"),
                    ("big-score", "min"))
 MAX_THRESHOLDS = 8  # cascade thresholds tried per scorer (between observed scores, plus ±inf)
-
-
-# ---------------------------------------------------------------- config files
-
-def load_policy_config(path: str | Path) -> Policy:
-    """The policy a config file from `biglittle tune` names ({"policy": "<spec>", ...}); a router
-    file from `biglittle router train` gives that router."""
-    from .router import FORMAT as ROUTER_FORMAT, Router
-
-    data = _read_json(path)
-    if isinstance(data, dict) and data.get("format") == ROUTER_FORMAT:
-        return Router.load(path)
-    return parse_policy(read_config(path, data)["policy"])
-
-
-def _read_json(path: str | Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {e}") from None
-
-
-def read_config(path: str | Path, data=None) -> dict:
-    """A tune config file's content, checked to name a policy."""
-    data = _read_json(path) if data is None else data
-    if not isinstance(data, dict) or not isinstance(data.get("policy"), str):
-        raise ConfigError(f"config file {str(path)!r} has no \"policy\" spec string")
-    if data["policy"].strip().endswith(".json") and ":" not in data["policy"]:
-        raise ConfigError(f"config file {str(path)!r} names another config file; give a policy spec")
-    return data
 
 
 # ---------------------------------------------------------------- costs
@@ -150,7 +123,6 @@ class _Run:
 
 
 def _candidate(spec: str, runs: list[_Run], refs: list[_Run], costs: Costs, quality) -> Candidate:
-    from .data.metrics import agreement
 
     c = Candidate(spec)
     for r in runs:
@@ -220,7 +192,6 @@ class TuneResult:
 def grid(drafts: Sequence[int] = DRAFTS, fallbacks: Sequence[float] = FALLBACKS,
          rollbacks: Sequence[float] = ROLLBACKS) -> list[Policy]:
     """The token-level candidates: BiLD's fallback × rollback grid and speculative draft lengths."""
-    from .decoding.policies import BiLD, Speculative
 
     return ([BiLD(fallback=float(f), rollback=float(r)) for f in fallbacks for r in rollbacks]
             + [Speculative(draft=int(d)) for d in drafts])
@@ -242,8 +213,6 @@ def tune(small, big, prompts: Sequence, *, min_agreement: float = 0.99, max_metr
     costs: per-call costs (default: measured on the first prompt with `measure_costs`).
     rank_by: "estimate" (calls priced at the costs; default) or "wall" (measured wall time).
     """
-    import biglittle as bl
-    from .generate import encode_prompt
 
     say = progress or (lambda msg: None)
     if not prompts:
@@ -272,16 +241,16 @@ def tune(small, big, prompts: Sequence, *, min_agreement: float = 0.99, max_metr
     def run_all(policy: Policy) -> list[_Run]:
         out = []
         for p in ids:
-            r = bl.generate(small if policy.uses_small else None, big if policy.uses_big else None, p,
+            r = generate(small if policy.uses_small else None, big if policy.uses_big else None, p,
                             policy=policy, max_new_tokens=max_new_tokens)
             out.append(_Run(r.token_ids, r.text, r.stats))
         return out
 
     say("big-only reference")
-    big_runs = run_all(bl.BigOnly())
+    big_runs = run_all(BigOnly())
     base = _candidate("big", big_runs, big_runs, costs, quality)
     say("small only")
-    small_runs = run_all(bl.SmallOnly())
+    small_runs = run_all(SmallOnly())
     found = [_candidate("small", small_runs, big_runs, costs, quality)] if include_small else []
     if cascades:
         say("cascades: scoring the small answers")
@@ -292,7 +261,7 @@ def tune(small, big, prompts: Sequence, *, min_agreement: float = 0.99, max_metr
         say(spec)
         runs = run_all(pol)
         found.append(_candidate(spec, runs, big_runs, costs, quality))
-        if isinstance(pol, bl.Speculative) and pol.draft == 1 and pol.schedule == "constant":
+        if isinstance(pol, Speculative) and pol.draft == 1 and pol.schedule == "constant":
             drafted = sum(r.stats.drafted for r in runs)
             alpha = sum(r.stats.accepted for r in runs) / drafted if drafted else None
     found.append(base)
@@ -342,7 +311,6 @@ def _cascades(small, big, ids, small_runs, big_runs, costs, quality) -> list[Can
 def task_prompts(name: str, n: int = 8, seed: int = 0, chat: bool = False):
     """(prompts, references, task) for a benchmark task of biglittle.data ("code", "xsum", ...).
     References are None for tasks without them (code, mtbench)."""
-    from .data import get_task
 
     task = get_task(name)
     examples = task.load(n, seed=seed)

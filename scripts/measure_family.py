@@ -32,12 +32,12 @@ import biglittle as bl
 from biglittle.bench.methods import parse_method
 from biglittle.bench.runner import BenchConfig, run_methods, summarize
 from biglittle.data.metrics import agreement
-from biglittle.cascade import answer_logps, reduce_logps, threshold_for_share
+from biglittle.policies.cascade import answer_logps, reduce_logps, threshold_for_share
 from biglittle.data import distinct_n, get_task, repetition_rate
-from biglittle.decoding.loop import TrackedSession
+from biglittle.decoding.session import TrackedSession
 from biglittle.decoding.result import Stats
 from biglittle.generate import encode_prompt
-from biglittle.router import prompt_features, train_router
+from biglittle.policies.router import prompt_features, train_router
 
 TOKEN_METHODS = ["big", "small", "bild"]
 

@@ -82,7 +82,7 @@ def test_typical_acceptance_threshold():
 def test_typical_acceptance_uses_the_temperature_processed_distribution():
     """At temperature 4 the big model's peaked distribution flattens: a token it gives 4% raw
     (rejected: below ε = 0.09) gets more than the processed threshold, so it is kept."""
-    from biglittle.decoding.policies import Speculative
+    from biglittle.policies import Speculative
     from biglittle.decoding.sampling import Sampler
 
     logp = torch.log(torch.tensor([[[0.9, 0.04, 0.02, 0.02, 0.02], [0.2] * 5]]))
@@ -99,7 +99,7 @@ def test_typical_acceptance_uses_the_temperature_processed_distribution():
 def test_one_greedy_rule_on_a_one_ulp_near_tie():
     """Log-probs one float32 ulp apart whose exp is the same number: every greedy path — a big-only
     step, a draft, verification, a correction — must take the larger log-prob (token 1)."""
-    from biglittle.decoding.policies import BigOnly, Speculative
+    from biglittle.policies import BigOnly, Speculative
     from biglittle.decoding.sampling import Sampler, greedy_token
 
     lo = torch.tensor(-0.5)

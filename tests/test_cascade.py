@@ -158,7 +158,7 @@ def test_bad_parameters_are_config_errors(kwargs, message):
 
 
 def test_threshold_for_share_escalates_that_share():
-    from biglittle.cascade import threshold_for_share
+    from biglittle.policies.cascade import threshold_for_share
 
     scores = [-3.0, -0.5, -1.0, -2.0]
     t = threshold_for_share(scores, 0.5)

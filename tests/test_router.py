@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import biglittle as bl
 from biglittle.cli import app
-from biglittle.router import FEATURES, Classifier, label_by_agreement, prompt_features, train_classifier, train_router
+from biglittle.policies.router import FEATURES, Classifier, label_by_agreement, prompt_features, train_classifier, train_router
 from tiny import _net
 
 N = 16

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 import biglittle as bl
-from biglittle.generate import LEFT_CONTEXT, TextTracker
+from biglittle.decoding.text import LEFT_CONTEXT, TextTracker
 from biglittle.models.hf import HFTokenizer
 from tiny import byte_to_char
 

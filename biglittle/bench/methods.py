@@ -2,7 +2,7 @@
 
 A method spec is a string:
   big | small | speculative:draft=4,schedule=heuristic | bild:fallback=0.6,rollback=5 | …
-      any policy `bl.parse_policy` understands, run through `bl.generate`
+      any policy `parse_policy` understands, run through `generate`
   hf-assisted[:num_assistant_tokens=N,schedule=constant|heuristic]
       HF transformers assisted generation (`generate(assistant_model=…)`), HF's default schedule
   hf-assisted-confidence[:threshold=0.4]
@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import biglittle as bl
-from ..decoding.policies import _parse_value
+from ..generate import generate
+from ..numbers import parse_value
+from ..policies import parse_policy
 from ..errors import ConfigError
 
 PEERS = ("hf-assisted", "hf-assisted-confidence", "prompt-lookup")
@@ -42,7 +43,7 @@ class Method:
         return self.name in PEERS
 
     def policy(self):
-        return bl.parse_policy(self.spec)
+        return parse_policy(self.spec)
 
     def uses(self) -> tuple[bool, bool]:
         """(needs the small model, needs the big model)."""
@@ -56,7 +57,7 @@ class Method:
         if self.is_peer:
             return run_hf_peer(self, small, big, prompt_ids, max_new_tokens, temperature, seed)
         pol = self.policy()
-        r = bl.generate(small if pol.uses_small else None, big if pol.uses_big else None, prompt_ids,
+        r = generate(small if pol.uses_small else None, big if pol.uses_big else None, prompt_ids,
                         policy=pol, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         return Output(r.token_ids, r.text, r.stats.wall_s, r.stats.to_dict())
 
@@ -82,7 +83,7 @@ def parse_method(spec: str) -> Method:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"method {spec!r}: parameters are key=value, got {item!r}")
-        params[key] = _parse_value(value)
+        params[key] = parse_value(value)
     method = Method(spec.strip(), name, params)
     if not method.is_peer:
         method.policy()  # validates the policy spec now, before any model is loaded

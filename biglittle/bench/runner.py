@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..data.metrics import agreement
 from ..decoding.schedules import expected_speedup
 from ..generate import check_pair, encode_prompt
+from ..tokens import agreement
 from .methods import Method, Output
 
 BASELINE = "big"
@@ -139,11 +139,8 @@ def run_bench(config: BenchConfig, small, big, tasks: list, methods: list[Method
     """Run all tasks; return (per task-and-method rows, all samples)."""
     if BASELINE not in [m.spec for m in methods]:
         raise ValueError("the methods must include 'big': every speedup is measured against it")
-    needs_small = any(m.uses()[0] for m in methods)
-    if needs_small:
-        from ..decoding.policies import Speculative
-
-        check_pair(small, big, Speculative())
+    if any(m.uses()[0] for m in methods):
+        check_pair(small, big, who="the benchmark's methods")
     rows, samples = [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not show_progress, transient=False) as progress:

@@ -13,6 +13,8 @@ import statistics
 from decimal import Decimal, InvalidOperation
 from typing import Sequence
 
+from ..tokens import agreement  # noqa: F401  (the one definition; re-exported for the data API)
+
 
 def _check_lengths(outputs: Sequence[str], references: Sequence[str]) -> None:
     if len(outputs) != len(references):
@@ -103,31 +105,6 @@ def gsm_accuracy(outputs: Sequence[str], references: Sequence[str]) -> dict[str,
     _check_lengths(outputs, references)
     hits = sum(numbers_equal(extract_number(o), extract_number(str(r))) for o, r in zip(outputs, references))
     return {"accuracy": 100.0 * hits / len(outputs)}
-
-
-def _as_list(tokens) -> list:
-    return tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
-
-
-def agreement(a_tokens, b_tokens) -> dict[str, float | int | bool]:
-    """How far two generations agree, token by token (e.g. a method's output against big-only).
-
-    The one definition used everywhere (benchmark, tune, router labels): the share of positions
-    holding the same token, over the LONGER of the two lengths, so an answer that stops early
-    or runs on does not count as agreeing where the other has tokens it lacks.
-
-    Returns
-      agreement      positions equal / max(len(a), len(b)) (1.0 when both are empty);
-      exact          the two sequences are identical;
-      common_prefix  length of the longest common prefix, in tokens;
-      compared       max(len(a), len(b)), the denominator.
-    """
-    a, b = _as_list(a_tokens), _as_list(b_tokens)
-    n = max(len(a), len(b))
-    same = [x == y for x, y in zip(a, b)]
-    prefix = next((i for i, s in enumerate(same) if not s), len(same))
-    frac = sum(same) / n if n else 1.0
-    return {"agreement": frac, "exact": a == b, "common_prefix": prefix, "compared": n}
 
 
 def mean_agreement(results: Sequence[dict]) -> dict[str, float]:

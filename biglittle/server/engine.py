@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 import biglittle as bl
-from ..decoding.loop import TrackedSession
+from ..decoding.session import TrackedSession
 from ..decoding.result import Stats
 from ..errors import PromptError
 

@@ -17,7 +17,7 @@ Scorers:
 threshold = −inf always keeps the small answer; +inf always escalates (then the small model
 is not run at all). Nothing is yielded before the decision, so a stream never shows an answer
 that is then thrown away. The small model's work on a discarded answer still counts in
-small_calls / small_s. stats.extra records who answered and why.
+small_calls / small_sess. stats.extra records who answered and why.
 """
 from __future__ import annotations
 
@@ -27,30 +27,13 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .decoding.loop import TrackedSession
-from .decoding.policies import Policy
-from .errors import ConfigError, RemoteError
+from ..decoding.session import TrackedSession
+from ..errors import ConfigError, RemoteError
+from ..numbers import from_json_number, json_number
+from .base import Policy
 
 SCORERS = ("small-confidence", "big-score")
 REDUCES = ("mean", "min")
-
-
-def json_number(x: float | None):
-    """x for JSON: infinities as the strings "inf" / "-inf" (strict JSON has no Infinity)."""
-    if x is None or math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def _threshold(value) -> float:
-    if isinstance(value, str):  # "inf", "-inf", "-1.5" from a spec string or a JSON request
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigError(f"threshold must be a number (inf and -inf allowed), got {value!r}") from None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise ConfigError(f"threshold must be a number (inf and -inf allowed), got {value!r}")
-    return float(value)
 
 
 def reduce_logps(values: Sequence[float], reduce: str) -> float:
@@ -107,7 +90,7 @@ class Cascade(Policy):
             raise ConfigError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
         if self.reduce not in REDUCES:
             raise ConfigError(f"reduce must be one of {', '.join(REDUCES)}, got {self.reduce!r}")
-        object.__setattr__(self, "threshold", _threshold(self.threshold))
+        object.__setattr__(self, "threshold", from_json_number(self.threshold, "threshold"))
 
     def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
         """Yield (token_ids, origins, reasons): the kept small answer in one piece, or the big
@@ -117,25 +100,25 @@ class Cascade(Policy):
         if self.threshold == math.inf:
             extra.update(answered_by="big", score=None, small_answer_tokens=0,
                          reason="threshold is +inf: always escalate (the small model is not run)")
-            yield from _big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
+            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
             return
 
-        small_s = TrackedSession(small.session(), "small", stats)
+        small_sess = TrackedSession(small.session(), "small", stats)
         answer, logps = [], []
-        for token, logp in write_alone(small_s, list(prompt_ids), sampler, max_new_tokens, small.eos_token_ids):
+        for token, logp in write_alone(small_sess, list(prompt_ids), sampler, max_new_tokens, small.eos_token_ids):
             answer.append(token)
             logps.append(logp)
         stats.rounds += 1
         stats.drafted += len(answer)
         extra["small_answer_tokens"] = len(answer)
 
-        big_s, score = None, None
+        big_sess, score = None, None
         if self.scorer == "small-confidence":
             score = reduce_logps(logps, self.reduce)
         elif self.threshold > -math.inf:  # at −inf the big model's opinion cannot change anything
-            big_s = TrackedSession(big.session(), "big", stats)
+            big_sess = TrackedSession(big.session(), "big", stats)
             try:
-                score = reduce_logps(answer_logps(big_s, prompt_ids, answer), self.reduce)
+                score = reduce_logps(answer_logps(big_sess, prompt_ids, answer), self.reduce)
             except RemoteError as e:
                 if getattr(big, "on_failure", "raise") != "small-only":
                     raise
@@ -153,15 +136,15 @@ class Cascade(Policy):
             return
         extra.update(answered_by="big", reason=f"score {score:.4g} < threshold {self.threshold:g}")
         stats.rollbacks += 1
-        yield from _big_answer(big, big_s, prompt_ids, sampler, max_new_tokens, stats)
+        yield from big_answer(big, big_sess, prompt_ids, sampler, max_new_tokens, stats)
 
 
-def _big_answer(big, big_s: TrackedSession | None, prompt_ids, sampler, max_new_tokens, stats):
+def big_answer(big, big_sess: TrackedSession | None, prompt_ids, sampler, max_new_tokens, stats):
     """The big model answers alone, token by token (reusing its scoring pass's prompt cache)."""
-    big_s = big_s or TrackedSession(big.session(), "big", stats)
-    feed = big_s.sync(list(prompt_ids), min_feed=1)
+    big_sess = big_sess or TrackedSession(big.session(), "big", stats)
+    feed = big_sess.sync(list(prompt_ids), min_feed=1)
     stats.finish_reason = "length"
-    for token, _ in write_alone(big_s, feed, sampler, max_new_tokens, big.eos_token_ids):
+    for token, _ in write_alone(big_sess, feed, sampler, max_new_tokens, big.eos_token_ids):
         stats.rounds += 1
         yield [token], ["big"], ["big"]
         if token in big.eos_token_ids:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .decoding.loop import TrackedSession
-from .decoding.policies import Policy, _number
-from .decoding.sampling import greedy_token
-from .errors import ConfigError
+from ..decoding.sampling import greedy_token
+from ..decoding.session import TrackedSession
+from ..errors import ConfigError
+from ..numbers import check_number
+from .base import Policy
 
 
 def contrastive_scores(big_logp: torch.Tensor, small_logp: torch.Tensor, alpha: float,
@@ -51,24 +52,24 @@ class Contrastive(Policy):
     name = "contrastive"
 
     def __post_init__(self):
-        if not 0 < _number("alpha", self.alpha) <= 1:
+        if not 0 < check_number("alpha", self.alpha) <= 1:
             raise ConfigError(f"alpha must be in (0, 1], got {self.alpha!r}")
-        if _number("small_temperature", self.small_temperature) <= 0:
+        if check_number("small_temperature", self.small_temperature) <= 0:
             raise ConfigError(f"small_temperature must be a finite number > 0, got {self.small_temperature!r}")
 
     def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
         """Yield (token_ids, origins, reasons) one token at a time; both models step together."""
         if not sampler.greedy:
             raise ConfigError("contrastive decoding is greedy: use temperature=0")
-        big_s = TrackedSession(big.session(), "big", stats)
-        small_s = TrackedSession(small.session(), "small", stats)
+        big_sess = TrackedSession(big.session(), "big", stats)
+        small_sess = TrackedSession(small.session(), "small", stats)
         feed = list(prompt_ids)
         changed = 0  # tokens where the contrast picked something other than the big model's argmax
         stats.finish_reason = "length"
         stats.extra.update(alpha=self.alpha, small_temperature=self.small_temperature)
         for produced in range(1, max_new_tokens + 1):
-            big_row = big_s.extend(feed, keep=1)[0][-1]
-            small_row = small_s.extend(feed, keep=1)[0][-1]
+            big_row = big_sess.extend(feed, keep=1)[0][-1]
+            small_row = small_sess.extend(feed, keep=1)[0][-1]
             token = int(greedy_token(contrastive_scores(big_row, small_row, self.alpha, self.small_temperature)))
             changed += int(token != int(greedy_token(big_row)))
             stats.rounds += 1

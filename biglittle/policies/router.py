@@ -22,10 +22,14 @@ from typing import Sequence
 
 import torch
 
-from .cascade import _big_answer, json_number, write_alone
-from .decoding.loop import TrackedSession
-from .decoding.policies import Policy, _number
-from .errors import ConfigError
+from ..decoding.result import Stats
+from ..decoding.sampling import Sampler
+from ..decoding.session import TrackedSession
+from ..errors import ConfigError
+from ..numbers import check_number, json_number
+from ..tokens import agreement
+from .base import Policy
+from .cascade import big_answer, write_alone
 
 FEATURES = ("log_length", "mean_logprob", "min_logprob", "mean_entropy", "last_entropy", "last_max_prob")
 FORMAT = "biglittle-router/1"
@@ -129,12 +133,14 @@ def label_by_agreement(small, big, prompt_ids: Sequence[int], max_new_tokens: in
                        min_agreement: float = 0.9) -> str:
     """"small" if the small model's greedy answer agrees with the big model's on at least
     `min_agreement` of the positions (biglittle.data.agreement), else "big"."""
-    import biglittle as bl
-    from .data.metrics import agreement
+    answers = [greedy_answer(model, role, prompt_ids, max_new_tokens) for model, role in ((small, "small"), (big, "big"))]
+    return "small" if agreement(*answers)["agreement"] >= min_agreement else "big"
 
-    s = bl.generate(small, None, list(prompt_ids), policy=bl.SmallOnly(), max_new_tokens=max_new_tokens)
-    b = bl.generate(None, big, list(prompt_ids), policy=bl.BigOnly(), max_new_tokens=max_new_tokens)
-    return "small" if agreement(s.token_ids, b.token_ids)["agreement"] >= min_agreement else "big"
+
+def greedy_answer(model, role: str, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
+    """The model's greedy answer alone (the same tokens SmallOnly / BigOnly write)."""
+    tracked = TrackedSession(model.session(), role, Stats())
+    return [t for t, _ in write_alone(tracked, list(prompt_ids), Sampler(), max_new_tokens, model.eos_token_ids)]
 
 
 def train_router(small, prompts: Sequence[Sequence[int]], labels: Sequence[str], l2: float = 1e-2) -> Classifier:
@@ -164,7 +170,7 @@ class Router(Policy):
     name = "router"
 
     def __post_init__(self):
-        _number("threshold", self.threshold, allow_inf=True)
+        check_number("threshold", self.threshold, allow_inf=True)
         if self.classifier is None:
             if not self.path:
                 raise ConfigError("a router needs a trained classifier: Router.load('router.json') "
@@ -184,19 +190,19 @@ class Router(Policy):
 
     def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
         """Yield (token_ids, origins, reasons) after one small pass over the prompt decides who answers."""
-        small_s = TrackedSession(small.session(), "small", stats)
-        logp = small_s.extend(list(prompt_ids), keep=len(prompt_ids))[0]
+        small_sess = TrackedSession(small.session(), "small", stats)
+        logp = small_sess.extend(list(prompt_ids), keep=len(prompt_ids))[0]
         feats = features_from_logp(prompt_ids, logp)
         p = float(self.classifier.p_big(feats))
         to_big = p >= self.threshold
         stats.extra.update(answered_by="big" if to_big else "small", p_big=p, threshold=json_number(self.threshold),
                            features=dict(zip(FEATURES, feats)))
         if to_big:
-            yield from _big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
+            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
             return
         stats.finish_reason = "length"
         eos = small.eos_token_ids
-        for token, _ in write_alone(small_s, [], sampler, max_new_tokens, eos, first_row=logp[-1]):
+        for token, _ in write_alone(small_sess, [], sampler, max_new_tokens, eos, first_row=logp[-1]):
             stats.rounds += 1
             yield [token], ["small"], ["small"]
             if token in eos:

@@ -1,0 +1,31 @@
+"""The base of every policy: a validated, immutable config that knows how to run a generation."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..decoding.controller import Controller
+from ..decoding.loop import decode
+from ..decoding.pair_memory import pair_memory
+from ..decoding.sampling import Sampler
+
+
+class Policy:
+    """Token-level policies supply a controller for the shared loop (`start`); a policy with a
+    loop of its own (contrastive decoding, cascades, routers) overrides `run`."""
+    name = "policy"
+    uses_small = True
+    uses_big = True
+
+    def start(self, memory: dict | None = None) -> Controller:
+        raise NotImplementedError
+
+    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats):
+        """Yield (token_ids, origins, reasons) each time tokens are committed, updating `stats`
+        in place (see decoding.loop.decode for what origins and reasons hold)."""
+        controller = self.start(pair_memory(small, big))
+        return decode(small if self.uses_small else None, big if self.uses_big else None, prompt_ids,
+                      controller, sampler, max_new_tokens, stats)
+
+    def describe(self) -> str:
+        args = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))  # type: ignore[arg-type]
+        return f"{self.name}:{args}" if args else self.name

@@ -1,0 +1,162 @@
+"""Token-level policies: the stop rule and acceptance rule that turn the one loop into a method.
+
+Each policy is a validated, immutable config; `start(memory)` gives the loop its per-generation
+controller (the interface is in decoding/controller.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..decoding import acceptance as acc
+from ..decoding.controller import Controller, SmallOnlyController, big_pick
+from ..decoding.sampling import greedy_token
+from ..decoding.schedules import RoundState, make_schedule
+from ..errors import ConfigError
+from ..numbers import check_number
+from .base import Policy
+
+SCHEDULES = ("constant", "heuristic", "auto")
+ACCEPTANCES = ("exact", "typical")
+
+
+# ---------------------------------------------------------------- baselines
+
+@dataclass(frozen=True)
+class BigOnly(Policy):
+    """The big model alone, one token per call: the baseline every speedup is measured against."""
+    name = "big"
+    uses_small = False
+
+    def start(self, memory: dict | None = None) -> Controller:
+        return _BigOnlyController()
+
+
+class _BigOnlyController(Controller):
+    def accept(self, draft, q, p_logp, sampler):
+        return 0, big_pick(p_logp, 0, sampler)
+
+
+@dataclass(frozen=True)
+class SmallOnly(Policy):
+    """The small model alone: the speed ceiling and the quality floor."""
+    name = "small"
+    uses_big = False
+
+    def start(self, memory: dict | None = None) -> Controller:
+        return SmallOnlyController()
+
+
+# ---------------------------------------------------------------- speculative decoding
+
+@dataclass(frozen=True)
+class Speculative(Policy):
+    """Speculative decoding: draft γ tokens, verify them in one big pass.
+
+    acceptance="exact" is lossless: greedy output equals the big model's token for token and
+    sampled output has the big model's distribution. "typical" accepts plausible tokens (lossy).
+    schedule: "constant" γ; "heuristic" (+2 / −1); "auto" (γ from measured α and costs, 0 allowed).
+    confidence_stop: also stop drafting after a token whose small max-prob is below this.
+    """
+    draft: int = 4
+    schedule: str = "constant"
+    confidence_stop: float | None = None
+    acceptance: str = "exact"
+    name = "speculative"
+
+    def __post_init__(self):
+        if not isinstance(self.draft, int) or isinstance(self.draft, bool) or self.draft < 1:
+            raise ConfigError(f"draft must be an integer ≥ 1, got {self.draft!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.acceptance not in ACCEPTANCES:
+            raise ConfigError(f"acceptance must be one of {', '.join(ACCEPTANCES)}, got {self.acceptance!r}")
+        if self.confidence_stop is not None and not 0 <= check_number("confidence_stop", self.confidence_stop) <= 1:
+            raise ConfigError(f"confidence_stop must be in [0, 1] or None, got {self.confidence_stop!r}")
+
+    def start(self, memory: dict | None = None) -> Controller:
+        return _SpeculativeController(self, {} if memory is None else memory)
+
+
+class _SpeculativeController(Controller):
+    def __init__(self, policy: Speculative, memory: dict):
+        self.policy = policy
+        if policy.schedule == "auto":  # what it measured on this pair serves the next request too
+            if policy not in memory:
+                memory[policy] = make_schedule(policy.schedule, policy.draft)
+            self.schedule = memory[policy]
+        else:
+            self.schedule = make_schedule(policy.schedule, policy.draft)
+
+    def draft_limit(self, state=RoundState()):
+        return self.schedule.next(state)
+
+    def stop_after(self, probs):
+        t = self.policy.confidence_stop
+        return t is not None and float(probs.max()) < t
+
+    def accept(self, draft, q, p_logp, sampler):
+        k = draft.shape[1]
+        if self.policy.acceptance == "typical":
+            # p(x) and the entropy come from the temperature-processed distribution (Medusa, vLLM),
+            # the same one the bonus token is drawn from
+            n = int(acc.typical_accept(draft, sampler.probs(p_logp))[0])
+            nxt = int(greedy_token(p_logp[0, n])) if n < k else big_pick(p_logp, n, sampler)
+            return n, nxt
+        if sampler.greedy:
+            n = int(acc.greedy_match(draft, p_logp)[0])
+            return n, int(greedy_token(p_logp[0, n]))
+        n, nxt = acc.rejection_sample(draft, q, sampler.probs(p_logp), sampler.uniform(draft.shape),
+                                      sampler.draw)
+        return int(n[0]), int(nxt[0])
+
+    def update(self, drafted, accepted, **timings):
+        self.schedule.update(drafted, accepted, **timings)
+
+
+# ---------------------------------------------------------------- Big Little Decoder
+
+@dataclass(frozen=True)
+class BiLD(Policy):
+    """Big Little Decoder (Kim et al., NeurIPS 2023).
+
+    fallback: hand over to the big model when the small model's max-prob is below this
+      (the unsure token is discarded); > 1 always falls back (= big model alone).
+    rollback: undo the first small token whose distance −log p_big(token) exceeds this;
+      0 always rolls back (= big model alone), inf never does (FS-GEN-style collaboration).
+    max_small_steps: call the big model after this many consecutive small tokens (None: never).
+    """
+    fallback: float = 0.6
+    rollback: float = 5.0
+    max_small_steps: int | None = 10
+    name = "bild"
+
+    def __post_init__(self):
+        check_number("fallback", self.fallback)
+        check_number("rollback", self.rollback, allow_inf=True)
+        n = self.max_small_steps
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ConfigError(f"max_small_steps must be an integer ≥ 1 or None (no limit), got {n!r}")
+
+    def start(self, memory: dict | None = None) -> Controller:
+        return _BiLDController(self)
+
+
+class _BiLDController(Controller):
+    def __init__(self, policy: BiLD):
+        self.policy = policy
+        self.first = True
+        self.can_reject = not math.isinf(policy.rollback)
+
+    def draft_limit(self, state=RoundState()):
+        if self.first:  # the first new token comes from the big model
+            self.first = False
+            return 0
+        return self.policy.max_small_steps
+
+    def stop_before(self, probs):
+        return float(probs.max()) < self.policy.fallback
+
+    def accept(self, draft, q, p_logp, sampler):
+        n = int(acc.rollback_accept(draft, p_logp, self.policy.rollback)[0])
+        return n, big_pick(p_logp, n, sampler)
