@@ -34,14 +34,15 @@ def test_small_only_equals_naive_small_greedy(small, small_path, prompt):
 @pytest.mark.parametrize("schedule", ["constant", "heuristic", "auto"])
 def test_greedy_speculative_equals_big(small, big, prompt, reference, draft, schedule):
     policy = bl.Speculative(draft=draft, schedule=schedule)
+    key = (policy, "model")
     memory = pair_memory(small, big)
     if schedule == "auto":  # an unlimited exploration budget: it probes whenever it would stop drafting
-        memory[policy] = make_schedule("auto", draft)
-        memory[policy].explore = math.inf
+        memory[key] = make_schedule("auto", draft)
+        memory[key].explore = math.inf
     try:
         r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=N)
     finally:
-        memory.pop(policy, None)
+        memory.pop(key, None)
     assert r.token_ids == reference
     assert r.stats.drafted > 0
 

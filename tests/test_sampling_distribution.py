@@ -24,23 +24,25 @@ def vocab_pair(tiny_dir):
     return bl.load_model(f"hf:{small}"), bl.load_model(f"hf:{big}")
 
 
-def joint(model, sampler: Sampler) -> np.ndarray:
+def joint(model, sampler: Sampler, prompt=PROMPT) -> np.ndarray:
     """Exact P(t1, t2 | prompt) under the model's processed distribution, by enumeration."""
     out = np.zeros((VOCAB, VOCAB))
     s = model.session()
-    p1 = sampler.probs(s.extend(PROMPT)[-1])
+    p1 = sampler.probs(s.extend(prompt)[-1])
     for a in range(VOCAB):
-        s.truncate(len(PROMPT))
+        s.truncate(len(prompt))
         p2 = sampler.probs(s.extend([a])[-1])
         out[a] = (p1[a] * p2).numpy()
     return out / out.sum()
 
 
-def sample_counts(small, big, policy, **kw) -> np.ndarray:
+def sample_counts(small, big, policy, prompt=PROMPT, runs: list | None = None, **kw) -> np.ndarray:
     counts = np.zeros((VOCAB, VOCAB))
     for seed in range(RUNS):
-        r = bl.generate(small, big, PROMPT, policy=policy, max_new_tokens=2, seed=seed, **kw)
+        r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=2, seed=seed, **kw)
         counts[r.token_ids[0], r.token_ids[1]] += 1
+        if runs is not None:
+            runs.append(r)
     return counts
 
 
@@ -87,3 +89,18 @@ def test_same_seed_same_sample(vocab_pair):
     a = bl.generate(small, big, PROMPT, policy=bl.Speculative(draft=3), **kw)
     b = bl.generate(small, big, PROMPT, policy=bl.Speculative(draft=3), **kw)
     assert a.token_ids == b.token_ids
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.7, top_k=3)], ids=["t1", "t0.7-topk3"])
+def test_lookup_sampling_matches_big_distribution(vocab_pair, settings):
+    """Copied drafts are point masses: accept x with probability min(1, p(x)), on a rejection
+    sample from p with x removed. The prompt repeats itself, so both new tokens are often copies."""
+    _, big = vocab_pair
+    prompt = [1, 2, 3, 1, 2]
+    runs = []
+    counts = sample_counts(None, big, bl.Speculative(drafter="lookup", draft=2), prompt=prompt, runs=runs, **settings)
+    assert chi2_pvalue(counts, joint(big, Sampler(seed=0, **settings), prompt)) > 1e-3
+    assert 0.5 * np.abs(counts / RUNS - joint(big, Sampler(seed=0, **settings), prompt)).sum() < 0.06
+    copied = sum(r.stats.copied_tokens for r in runs)
+    rejected = sum(r.stats.rollbacks for r in runs)
+    assert copied > RUNS // 4 and rejected > RUNS // 4   # both branches of the rule really ran

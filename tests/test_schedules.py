@@ -121,22 +121,23 @@ def test_auto_remembers_the_pair_between_generations(small, big, prompt):
     from biglittle.decoding.pair_memory import pair_memory
 
     policy = bl.Speculative(draft=3, schedule="auto")
+    key = (policy, "model")  # the small model's schedule; a lookup drafter keeps (policy, "copy")
     memory = pair_memory(small, big)
-    memory.pop(policy, None)
+    memory.pop(key, None)
     try:
         bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        learned = memory[policy]
+        learned = memory[key]
         seen = len(learned.big_calls)
         bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        assert memory[policy] is learned and len(learned.big_calls) > seen
-        assert pair_memory(small, big) is memory and pair_memory(None, big) == {}
+        assert memory[key] is learned and len(learned.big_calls) > seen
+        assert pair_memory(small, big) is memory and pair_memory(None, big) is not memory
 
         # on a pair it has learned drafting pays on, a new request drafts right after the big
         # model has read the prompt (its first round)
-        memory[policy] = AutoSchedule(draft=3)
-        feed(memory[policy], alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
-        memory[policy].t_feed = 0.001  # and catching the small model up is cheap
+        memory[key] = AutoSchedule(draft=3)
+        feed(memory[key], alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
+        memory[key].t_feed = 0.001  # and catching the small model up is cheap
         r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
         assert r.reasons[0] == "big" and r.stats.drafted >= 6 and r.stats.rounds <= 4
     finally:
-        memory.pop(policy, None)
+        memory.pop(key, None)

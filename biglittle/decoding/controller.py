@@ -5,6 +5,9 @@ A token-level policy is a validated, immutable config; `policy.start(memory)` ha
 where an adaptive controller may keep what it learned for the next generation):
   draft_limit(state)   how many tokens the small model may draft (None = no limit), given where
                        the generation stands (a schedules.RoundState)
+  copy_limit(state)    how many tokens copied by prompt lookup to verify (0: none; then the
+                       small model drafts, if the controller uses one); asked only when
+                       `lookup_ngram` > 0 and the lookup found a match
   stop_before(probs)   drop the token just proposed and call the big model (BiLD fallback)
   stop_after(probs)    keep the token, then call the big model (confidence stop)
   accept(...)          how many drafts to keep, and the big model's next token
@@ -22,8 +25,12 @@ from .schedules import RoundState
 class Controller:
     verifies = True     # call the big model at all
     can_reject = True   # a verification may discard drafts (if not, a full budget needs no check)
+    lookup_ngram = 0    # > 0: the loop keeps a prompt-lookup index of this n-gram length
 
     def draft_limit(self, state: RoundState = RoundState()) -> int | None:
+        return 0
+
+    def copy_limit(self, state: RoundState) -> int:
         return 0
 
     def stop_before(self, probs: torch.Tensor) -> bool:

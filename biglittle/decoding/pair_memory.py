@@ -11,11 +11,17 @@ import weakref
 _MEMORY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # big → {small → dict}
 
 
+_ALONE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # big → dict, drafting without a small model
+
+
 def pair_memory(small, big) -> dict:
-    """A dict private to this (small, big) pair; {} (nothing kept) without a pair."""
-    if small is None or big is None:
+    """A dict private to this (small, big) pair, or to the big model when it drafts without a
+    small model (prompt lookup); {} (nothing kept) without a big model."""
+    if big is None:
         return {}
     try:
+        if small is None:
+            return _ALONE.setdefault(big, {})
         return _MEMORY.setdefault(big, weakref.WeakKeyDictionary()).setdefault(small, {})
     except TypeError:  # a model object that cannot be weakly referenced learns per generation
         return {}

@@ -9,12 +9,14 @@ class Stats:
     """Counters for one generation. Data, never prints; `to_dict()` for JSON.
 
     Each counter is one of two kinds:
-      output — describes the returned tokens: new_tokens, small_tokens, big_tokens, finish_reason.
+      output — describes the returned tokens: new_tokens, small_tokens, copied_tokens, big_tokens,
+               finish_reason.
       work   — what the models did to get them: calls, positions, rounds, drafted, accepted,
                rollbacks, fallbacks and the times. Work includes tokens past a stop-string cut
                (the last round drafted and verified them before the text showed the stop),
                since it was paid for.
-    So after a stop-string cut small_tokens ≤ accepted ≤ drafted, and the two need not be equal.
+    So after a stop-string cut small_tokens + copied_tokens ≤ accepted ≤ drafted, and the two need
+    not be equal.
     Rates: acceptance_rate is work over work (how often a draft passed); tokens_per_big_call and
     tokens_per_s are output over work (what the answer cost).
     """
@@ -22,12 +24,13 @@ class Stats:
     prompt_tokens: int = 0
     new_tokens: int = 0         # output: tokens returned
     small_tokens: int = 0       # output: returned tokens written by the small model (kept drafts)
+    copied_tokens: int = 0      # output: returned tokens copied by prompt lookup (kept drafts)
     big_tokens: int = 0         # output: returned tokens written by the big model (corrections, fallbacks, bonus)
     big_calls: int = 0          # work: forward passes of the big model (prompt included)
     small_calls: int = 0        # work: forward passes of the small model (prompt included)
     big_positions: int = 0      # work: tokens the big model scored, over all calls
     rounds: int = 0             # work: draft → verify rounds
-    drafted: int = 0            # work: tokens the small model proposed and sent for checking
+    drafted: int = 0            # work: tokens proposed (by the small model or prompt lookup) and sent for checking
     accepted: int = 0           # work: of those, the ones the acceptance rule kept
     rollbacks: int = 0          # work: rounds in which the big model discarded drafts
     fallbacks: int = 0          # work: rounds the small model ended by handing over (BiLD)
@@ -43,6 +46,7 @@ class Stats:
         the work counters stay as they are."""
         self.new_tokens = len(origins)
         self.small_tokens, self.big_tokens = origins.count("small"), origins.count("big")
+        self.copied_tokens = origins.count("copy")
 
     @property
     def acceptance_rate(self) -> float:
@@ -69,7 +73,7 @@ class Stats:
 @dataclass
 class GenerationResult:
     token_ids: list[int]
-    origins: list[str]          # per new token: "small" or "big"
+    origins: list[str]          # per new token: "small", "copy" (prompt lookup) or "big"
     stats: Stats
     text: str | None = None     # None when the model has no tokenizer
     prompt_ids: list[int] = field(default_factory=list)

@@ -14,6 +14,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
+from .block_costs import BlockCosts
+
 
 @dataclass(frozen=True)
 class RoundState:
@@ -21,6 +23,8 @@ class RoundState:
     small_behind: int = 0        # committed tokens the small model has not read yet
     big_behind: int = 1          # committed tokens the big model has not read yet (the prompt, at first)
     budget: int | None = None    # new tokens still allowed (None: unknown)
+    copy_len: int = 0            # tokens prompt lookup could copy now (0: no match)
+    copy_n: int = 0              # length of the n-gram that matched
 
 
 class ConstantSchedule:
@@ -171,6 +175,54 @@ class AutoSchedule:
 
 def _ema(old: float | None, new: float, weight: float = 0.2) -> float:
     return new if old is None else (1 - weight) * old + weight * new
+
+
+class CopySchedule:
+    """How many copied tokens (prompt lookup) to send for verification this round.
+
+    "constant": as many as the match offers, up to `max_draft`. "auto": the k (0 = a plain
+    big-model step) that maximises expected tokens per second,
+
+        tokens(k) = (1 − α^{k+1}) / (1 − α)        seconds(k) = cost of a big call of k + 1 positions
+
+    with α, the chance that a copied token is kept, learned per length of the n-gram that matched
+    (a longer match is likelier right), and the costs measured per block size (BlockCosts).
+    Copies cost nothing to make, so where nothing is copied, or copies fail, it runs at
+    big-only speed. The first call reads the prompt alone: it must anyway, and it times the
+    big model reading positions in bulk, the first estimate of what an extra position costs.
+    """
+
+    def __init__(self, max_draft: int, auto: bool, ngram: int):
+        self.max_draft, self.auto = max_draft, auto
+        self.hits = [3.0] * (ngram + 1)     # prior α = 0.6, worth five copied tokens, per n
+        self.trials = [5.0] * (ngram + 1)
+        self.costs = BlockCosts()
+
+    def alpha(self, n: int) -> float:
+        return min(self.hits[n] / self.trials[n], 0.999)
+
+    def limit(self, state: RoundState) -> int:
+        most = min(state.copy_len, self.max_draft)
+        if not self.auto:
+            return most
+        if state.big_behind > 1 or not self.costs.known:
+            return 0
+        a = self.alpha(state.copy_n)
+        rate = lambda k: (1 - a ** (k + 1)) / (1 - a) / self.costs.estimate(k + 1)  # noqa: E731
+        return max(range(most + 1), key=rate)
+
+    def update(self, drafted: int, accepted: int, *, source: str = "copy", copy_n: int = 0,
+               big_s: float = 0.0, big_block: int = 0, **_) -> None:
+        """Learn from a round: α from rounds that verified copies, block costs from every big call."""
+        if drafted and source == "copy":
+            self.hits[copy_n] += accepted
+            self.trials[copy_n] += accepted + (1 if accepted < drafted else 0)
+            if self.trials[copy_n] > 200:  # old evidence fades: a new kind of text can move α
+                self.hits[copy_n], self.trials[copy_n] = self.hits[copy_n] / 2, self.trials[copy_n] / 2
+        if drafted == 0 and big_block > 1:  # the big model reading a prompt (or catching up) alone
+            self.costs.add_prompt_read(big_block, big_s)
+        elif big_block:
+            self.costs.add(big_block, big_s)
 
 
 def make_schedule(name: str, draft: int):

@@ -22,9 +22,8 @@ class Policy:
     def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats):
         """Yield (token_ids, origins, reasons) each time tokens are committed, updating `stats`
         in place (see decoding.loop.decode for what origins and reasons hold)."""
-        controller = self.start(pair_memory(small, big))
-        return decode(small if self.uses_small else None, big if self.uses_big else None, prompt_ids,
-                      controller, sampler, max_new_tokens, stats)
+        small, big = (small if self.uses_small else None), (big if self.uses_big else None)
+        return decode(small, big, prompt_ids, self.start(pair_memory(small, big)), sampler, max_new_tokens, stats)
 
     def describe(self) -> str:
         args = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))  # type: ignore[arg-type]

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from ..decoding import acceptance as acc
 from ..decoding.controller import Controller, SmallOnlyController, big_pick
 from ..decoding.sampling import greedy_token
-from ..decoding.schedules import RoundState, make_schedule
+from ..decoding.schedules import CopySchedule, RoundState, make_schedule
 from ..errors import ConfigError
 from ..numbers import check_number
 from .base import Policy
 
 SCHEDULES = ("constant", "heuristic", "auto")
 ACCEPTANCES = ("exact", "typical")
+DRAFTERS = ("model", "lookup", "hybrid")
 
 
 # ---------------------------------------------------------------- baselines
@@ -57,12 +58,24 @@ class Speculative(Policy):
     sampled output has the big model's distribution. "typical" accepts plausible tokens (lossy).
     schedule: "constant" γ; "heuristic" (+2 / −1); "auto" (γ from measured α and costs, 0 allowed).
     confidence_stop: also stop drafting after a token whose small max-prob is below this.
+    drafter: where drafts come from — "model" (the small model), "lookup" (copied from the
+      prompt and the text so far, at no cost; no small model needed: small=None), "hybrid"
+      (lookup where it finds a match worth verifying, else the small model). For copies, `draft`
+      is the most tokens verified at once and the schedule ("auto" decides every round from the
+      measured block costs and how copies fared; otherwise as many as the match offers).
+    ngram: the longest n-gram prompt lookup matches (it tries n, n−1, …, 1).
     """
     draft: int = 4
     schedule: str = "constant"
     confidence_stop: float | None = None
     acceptance: str = "exact"
+    drafter: str = "model"
+    ngram: int = 3
     name = "speculative"
+
+    @property
+    def uses_small(self) -> bool:
+        return self.drafter != "lookup"
 
     def __post_init__(self):
         if not isinstance(self.draft, int) or isinstance(self.draft, bool) or self.draft < 1:
@@ -73,6 +86,10 @@ class Speculative(Policy):
             raise ConfigError(f"acceptance must be one of {', '.join(ACCEPTANCES)}, got {self.acceptance!r}")
         if self.confidence_stop is not None and not 0 <= check_number("confidence_stop", self.confidence_stop) <= 1:
             raise ConfigError(f"confidence_stop must be in [0, 1] or None, got {self.confidence_stop!r}")
+        if self.drafter not in DRAFTERS:
+            raise ConfigError(f"drafter must be one of {', '.join(DRAFTERS)}, got {self.drafter!r}")
+        if not isinstance(self.ngram, int) or isinstance(self.ngram, bool) or self.ngram < 1:
+            raise ConfigError(f"ngram must be an integer ≥ 1, got {self.ngram!r}")
 
     def start(self, memory: dict | None = None) -> Controller:
         return _SpeculativeController(self, {} if memory is None else memory)
@@ -81,15 +98,25 @@ class Speculative(Policy):
 class _SpeculativeController(Controller):
     def __init__(self, policy: Speculative, memory: dict):
         self.policy = policy
-        if policy.schedule == "auto":  # what it measured on this pair serves the next request too
-            if policy not in memory:
-                memory[policy] = make_schedule(policy.schedule, policy.draft)
-            self.schedule = memory[policy]
-        else:
-            self.schedule = make_schedule(policy.schedule, policy.draft)
+        self.lookup_ngram = policy.ngram if policy.drafter != "model" else 0
+        self.schedule = self._schedule(memory, "model", lambda: make_schedule(policy.schedule, policy.draft)) \
+            if policy.uses_small else None
+        self.copies = self._schedule(memory, "copy", lambda: CopySchedule(
+            policy.draft, policy.schedule == "auto", policy.ngram)) if self.lookup_ngram else None
+
+    def _schedule(self, memory: dict, part: str, make):
+        if self.policy.schedule != "auto":
+            return make()
+        key = (self.policy, part)  # what auto measured on this pair serves the next request too
+        if key not in memory:
+            memory[key] = make()
+        return memory[key]
 
     def draft_limit(self, state=RoundState()):
-        return self.schedule.next(state)
+        return self.schedule.next(state) if self.schedule is not None else 0
+
+    def copy_limit(self, state):
+        return self.copies.limit(state)
 
     def stop_after(self, probs):
         t = self.policy.confidence_stop
@@ -110,8 +137,11 @@ class _SpeculativeController(Controller):
                                       sampler.draw)
         return int(n[0]), int(nxt[0])
 
-    def update(self, drafted, accepted, **timings):
-        self.schedule.update(drafted, accepted, **timings)
+    def update(self, drafted, accepted, source="small", **timings):
+        if self.copies is not None:
+            self.copies.update(drafted, accepted, source=source, **timings)
+        if self.schedule is not None and source == "small":
+            self.schedule.update(drafted, accepted, **timings)
 
 
 # ---------------------------------------------------------------- Big Little Decoder
