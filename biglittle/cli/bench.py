@@ -1,50 +1,42 @@
 """`biglittle bench` and `biglittle sweep`: the benchmark harness on the command line."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import typer
 
+from ..numbers import parse_floats
+from .common import err, load_pair, out as console, user_errors
 
 DEFAULT_METHODS = "big,small,speculative:draft=4,speculative:draft=4,schedule=auto,bild,hf-assisted"
 
 
-def _floats(text: str) -> list[float]:
-    return [math.inf if v.strip().lower() == "inf" else float(v) for v in text.split(",") if v.strip()]
+def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str], method_specs: list[str], n: int,
+                     repeats: int, max_new_tokens: Optional[int], temperature: float, chat: bool, seed: int,
+                     out: str, dtype: str) -> None:
+    """Run the methods on the tasks, print the summary table and write the report files."""
+    from rich.markdown import Markdown
 
+    from ..bench.methods import parse_method
+    from ..bench.report import build_report, markdown, write_outputs
+    from ..bench.runner import BASELINE, BenchConfig, run_bench
+    from ..data import get_task
+    from ..errors import ConfigError
 
-def _run(small: Optional[str], big: Optional[str], tasks: list[str], method_specs: list[str], n: int,
-         repeats: int, max_new_tokens: Optional[int], temperature: float, chat: bool, seed: int, out: str,
-         dtype: str) -> None:
-    import biglittle as bl
-    from .bench.methods import parse_method
-    from .cli import err, fail, load_pair
-    from .bench.report import build_report, write_outputs
-    from .bench.runner import BASELINE, BenchConfig, run_bench
-    from .data import get_task
-
-    try:
+    with user_errors():
         if BASELINE not in method_specs:
             method_specs = [BASELINE] + method_specs  # speedups are against big-only in the same run
         methods = [parse_method(s) for s in method_specs]
         task_objs = [get_task(t) for t in tasks]
         if n < 1 or repeats < 1:
-            raise bl.ConfigError("--n and --repeats must be ≥ 1")
+            raise ConfigError("--n and --repeats must be ≥ 1")
         needs_small = any(m.uses()[0] for m in methods)
-        small_m, big_m = load_pair(small, big, bl.Speculative() if needs_small else bl.BigOnly(), dtype)
-        config = BenchConfig(small_m.spec if small_m else None, big_m.spec, tasks, method_specs, n=n, repeats=repeats, max_new_tokens=max_new_tokens,
-                             temperature=temperature, chat=chat, seed=seed)
+        small_m, big_m = load_pair(small, big, needs_small, True, dtype)
+        config = BenchConfig(small_m.spec if small_m else None, big_m.spec, tasks, method_specs, n=n, repeats=repeats,
+                             max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, seed=seed)
         rows, samples = run_bench(config, small_m, big_m, task_objs, methods)
-    except (bl.BigLittleError, ValueError) as e:
-        fail(str(e))
     report = build_report(config, rows, samples)
     paths = write_outputs(report, out, {t.name: t for t in task_objs})
-    from rich.markdown import Markdown
-
-    from .cli import out as console
-    from .bench.report import markdown
-
     console.print(Markdown(markdown(report)))
     err.print("wrote " + ", ".join(str(p) for p in paths))
 
@@ -66,10 +58,10 @@ def bench(
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
 ):
     """Benchmark methods on real tasks: speed against big-only in the same run, quality, and what each model did."""
-    from .bench.methods import split_specs
+    from ..bench.methods import split_specs
 
-    _run(small, big, split_specs(tasks), split_specs(methods), n, repeats, max_new_tokens, temperature, chat,
-         seed, out, dtype)
+    bench_and_report(small, big, split_specs(tasks), split_specs(methods), n, repeats, max_new_tokens, temperature,
+                     chat, seed, out, dtype)
 
 
 def sweep(
@@ -87,7 +79,10 @@ def sweep(
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
 ):
     """Sweep BiLD's (fallback, rollback) grid and speculative draft lengths: a quality-vs-speedup Pareto plot."""
+    with user_errors():
+        grid = [parse_floats(fallbacks, "--fallbacks"), parse_floats(rollbacks, "--rollbacks"),
+                parse_floats(drafts, "--drafts")]
     specs = ["big", "small"]
-    specs += [f"bild:fallback={f:g},rollback={r:g}" for f in _floats(fallbacks) for r in _floats(rollbacks)]
-    specs += [f"speculative:draft={int(d)}" for d in _floats(drafts)]
-    _run(small, big, [task], specs, n, repeats, max_new_tokens, 0.0, chat, 0, out, dtype)
+    specs += [f"bild:fallback={f:g},rollback={r:g}" for f in grid[0] for r in grid[1]]
+    specs += [f"speculative:draft={int(d)}" for d in grid[2]]
+    bench_and_report(small, big, [task], specs, n, repeats, max_new_tokens, 0.0, chat, 0, out, dtype)

@@ -1,32 +1,17 @@
-"""The `biglittle` command line."""
+"""`biglittle generate`: one prompt, one answer, with the stats of who wrote what."""
 from __future__ import annotations
 
 import json
-import math
-import sys
 from enum import Enum
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
-app = typer.Typer(help="Big–little LLM decoding: a small model writes, a big model checks.",
-                  no_args_is_help=True, add_completion=False)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+from ..numbers import parse_float
+from .common import err, load_pair, out, user_errors
 
 ORIGIN_STYLE = {"small": "green", "big": "bold magenta"}
-
-
-from .cli_models import app as _models_app  # noqa: E402
-
-app.add_typer(_models_app, name="models")
-
-
-@app.callback()
-def main_callback():
-    """Big–little LLM decoding: a small model writes most tokens, a big model checks and corrects them."""
 
 
 class PolicyName(str, Enum):
@@ -36,28 +21,17 @@ class PolicyName(str, Enum):
     small = "small"
 
 
-def _float(text: str) -> float:
-    return math.inf if text.strip().lower() in ("inf", "+inf", "infinity") else float(text)
-
-
 def build_policy(name: str, fallback: float, rollback: float, max_small_steps: Optional[int],
                  draft: int, schedule: str, confidence_stop: Optional[float], acceptance: str):
-    import biglittle as bl
+    from ..policies import BigOnly, BiLD, SmallOnly, Speculative
 
     if name == "bild":
-        return bl.BiLD(fallback=fallback, rollback=rollback, max_small_steps=max_small_steps or None)
+        return BiLD(fallback=fallback, rollback=rollback, max_small_steps=max_small_steps or None)
     if name == "speculative":
-        return bl.Speculative(draft=draft, schedule=schedule, confidence_stop=confidence_stop,
-                              acceptance=acceptance)
-    return bl.BigOnly() if name == "big" else bl.SmallOnly()
+        return Speculative(draft=draft, schedule=schedule, confidence_stop=confidence_stop, acceptance=acceptance)
+    return BigOnly() if name == "big" else SmallOnly()
 
 
-def fail(message: str, code: int = 2):
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-@app.command()
 def generate(
     prompt: str = typer.Argument(..., help="The prompt text."),
     small: Optional[str] = typer.Option(None, help="Small model spec, e.g. hf:/path/to/folder."),
@@ -87,26 +61,25 @@ def generate(
 
     Example: biglittle generate --small hf:./qwen-0.5b --big hf:./qwen-1.5b --policy bild "def fib(n):"
     """
-    import biglittle as bl
+    from ..generate import stream
+    from ..policies import load_policy_config
 
-    try:
-        pol = build_policy(policy.value, fallback, _float(rollback), max_small_steps, draft, schedule,
-                           confidence_stop, acceptance)
+    with user_errors():
+        pol = build_policy(policy.value, fallback, parse_float(rollback, "--rollback"), max_small_steps, draft,
+                           schedule, confidence_stop, acceptance)
         if config:
-            pol = bl.load_policy_config(config)
+            pol = load_policy_config(config)
             with open(config, encoding="utf-8") as f:
                 cfg = json.load(f)
             small, big = small or cfg.get("small"), big or cfg.get("big")
-        small_m, big_m = load_pair(small, big, pol, dtype)
-        chunks = bl.stream(small_m, big_m, prompt, policy=pol, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat)
+        small_m, big_m = load_pair(small, big, pol.uses_small, pol.uses_big, dtype)
+        chunks = stream(small_m, big_m, prompt, policy=pol, max_new_tokens=max_new_tokens,
+                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat)
         result = None
         for chunk in chunks:
             if not as_json and not show_origin:
                 out.print(chunk.text, end="")
             result = chunk.final
-    except (bl.BigLittleError, ValueError) as e:
-        fail(str(e))
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -117,28 +90,6 @@ def generate(
     err.print(f"[dim]{s.new_tokens} tokens ({s.small_tokens} small, {s.big_tokens} big) · {s.big_calls} big calls · "
               f"{s.rollbacks} rollbacks · {s.fallbacks} fallbacks · {s.tokens_per_s:.1f} tok/s[/]"
               + ("  [green]■ small[/] [bold magenta]■ big[/]" if show_origin else ""))
-
-
-def load_pair(small: Optional[str], big: Optional[str], policy, dtype: str):
-    """Load the models the policy needs, with a spinner (loading can take a while)."""
-    import biglittle as bl
-
-    from . import catalog
-
-    if (policy.uses_big and not big) or (policy.uses_small and not small):
-        # no model named: the embedded default pair, on its fastest measured backends
-        pair = catalog.get_pair(catalog.DEFAULT_PAIR)
-        small = small or f"{pair.backends[0]}:{pair.small}"
-        big = big or f"{pair.backends[1]}:{pair.big}"
-        err.print(f"[dim]using the default pair {pair.name!r}: --small {small} --big {big}[/]")
-    for spec in (small if policy.uses_small else None, big if policy.uses_big else None):
-        name = (spec or "").partition(":")[2] if ":" in (spec or "") else spec
-        if name in catalog.MODELS:  # fetch on first use, with progress bars, before the spinner
-            catalog.ensure(name, reporter=catalog.RichReporter(err), announce=catalog.announce)
-    with err.status("loading models…"):
-        small_m = bl.load_model(small, dtype=dtype) if policy.uses_small else None
-        big_m = bl.load_model(big, dtype=dtype) if policy.uses_big else None
-    return small_m, big_m
 
 
 def origin_text(result, tokenizer) -> Text:
@@ -154,23 +105,3 @@ def origin_text(result, tokenizer) -> Text:
         text.append(upto[len(before):] if upto.startswith(before) else upto, style=ORIGIN_STYLE[who])
         before = upto
     return text
-
-
-# Commands that live in their own modules (they import helpers from this one, so register last).
-from .cli_bench import bench, sweep  # noqa: E402
-from .cli_serve import serve  # noqa: E402
-from .cli_family import router_app, tune  # noqa: E402
-
-app.command("bench")(bench)
-app.command("sweep")(sweep)
-app.command("serve")(serve)
-app.add_typer(router_app, name="router")
-app.command("tune")(tune)
-
-
-def main():  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

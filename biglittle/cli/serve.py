@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .common import err, fail, load_pair, user_errors
+
 
 def serve(
     small: Optional[str] = typer.Option(None, help="Small model spec (default: the qwen-coder pair)."),
@@ -25,17 +27,15 @@ def serve(
     """Serve a small–big pair over an OpenAI-compatible API, with a playground page at /."""
     import uvicorn
 
-    import biglittle as bl
-    from .cli import err, fail, load_pair
-    from .server import Engine, create_app
+    from ..errors import ConfigError
+    from ..policies import parse_policy
+    from ..server import Engine, create_app
 
-    try:
-        pol = bl.parse_policy(policy)
+    with user_errors():
+        pol = parse_policy(policy)
         if max_queue < 1 or timeout <= 0:
-            raise bl.ConfigError("--max-queue must be ≥ 1 and --timeout > 0")
-        small_m, big_m = load_pair(small, big, bl.Speculative(), dtype)  # overrides may need both models
-    except (bl.BigLittleError, ValueError) as e:
-        fail(str(e))
+            raise ConfigError("--max-queue must be ≥ 1 and --timeout > 0")
+        small_m, big_m = load_pair(small, big, True, True, dtype)  # overrides may need both models
     app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
                      api_key=api_key)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",

@@ -1,20 +1,15 @@
 """`biglittle router train` and `biglittle tune`: the query-level family on the command line."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import typer
 
+from ..numbers import parse_floats
+from .common import err, load_pair, out as console, user_errors
+
 router_app = typer.Typer(help="Prompt routers: decide from the prompt alone whether the small model will do.",
                          no_args_is_help=True, add_completion=False)
-
-
-def _numbers(text: str) -> list[float]:
-    try:
-        return [math.inf if v.strip().lower() in ("inf", "+inf") else float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected a comma list of numbers, got {text!r}") from None
 
 
 @router_app.command("train")
@@ -32,16 +27,14 @@ def router_train(
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
 ):
     """Train a prompt router (logistic regression on features of one small-model prompt pass)."""
-    import biglittle as bl
-    from .cli import err, fail, load_pair
-    from .generate import encode_prompt
-    from .policies.router import label_by_agreement, train_router
-    from .tune import read_jsonl
+    from ..generate import encode_prompt
+    from ..policies.router import label_by_agreement, train_router
+    from ..tune import read_jsonl
 
-    try:
+    with user_errors():
         items = read_jsonl(data)
         need_big = any("label" not in it for it in items)
-        small_m, big_m = load_pair(small, big, bl.Speculative() if need_big else bl.SmallOnly(), dtype)
+        small_m, big_m = load_pair(small, big, True, need_big, dtype)
         lead = big_m or small_m
         prompts = [encode_prompt(lead, it["prompt"], chat) for it in items]
         labels, derived = [], 0
@@ -55,8 +48,6 @@ def router_train(
         clf.info.update(data=data, labels_derived=derived, chat=chat,
                         **({"min_agreement": min_agreement, "max_new_tokens": max_new_tokens} if derived else {}))
         clf.save(out)
-    except (bl.BigLittleError, ValueError) as e:
-        fail(str(e))
     i = clf.info
     err.print(f"trained on {i['examples']} prompts ({i['small']} small, {i['big']} big; {derived} labelled by "
               f"agreement) · training accuracy {i['train_accuracy']:.1%} · wrote {out}")
@@ -88,29 +79,26 @@ def tune(
     """Pick the fastest policy that meets a quality floor on sample prompts, and write it to a config file.
 
     The file works with `generate --config FILE`, `bench --methods FILE` and `serve --policy FILE`."""
-    import biglittle as bl
-    from .cli import err, fail, load_pair
-    from .cli import out as console
-    from .tune import grid, read_prompts, task_prompts
-    from .tune import tune as run_tune
+    from rich.table import Table
 
-    try:
+    from ..tune import grid, read_prompts, task_prompts
+    from ..tune import tune as run_tune
+
+    with user_errors():
         if prompts:
             sample, refs, task_obj, task_name = read_prompts(prompts), None, None, None
         else:
             sample, refs, task_obj = task_prompts(task, n, seed, chat)
             task_name = task
-        policies = grid([int(d) for d in _numbers(drafts)], _numbers(fallbacks), _numbers(rollbacks))
-        small_m, big_m = load_pair(small, big, bl.Speculative(), dtype)
+        policies = grid([int(d) for d in parse_floats(drafts, "--drafts")], parse_floats(fallbacks, "--fallbacks"),
+                        parse_floats(rollbacks, "--rollbacks"))
+        small_m, big_m = load_pair(small, big, True, True, dtype)
         with err.status("tuning…") as status:
             result = run_tune(small_m, big_m, sample, min_agreement=min_agreement, max_metric_loss=max_metric_loss,
                               task=task_obj, references=refs, max_new_tokens=max_new_tokens, chat=chat,
                               policies=policies, cascades=cascades, rank_by=rank_by,
                               progress=lambda msg: status.update(f"tuning: {msg}"))
         result.save(out, small=small_m.spec, big=big_m.spec, task=task_name, prompts_file=prompts)
-    except (bl.BigLittleError, ValueError) as e:
-        fail(str(e))
-    from rich.table import Table
 
     table = Table(title=f"candidates meeting the floor ({result.quality}), fastest first")
     for col in ("policy", "speedup", "agreement", "big calls", "est. s", "wall s"):
