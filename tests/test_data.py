@@ -107,11 +107,11 @@ def test_mean_agreement():
 
 
 def test_registry_and_unknown_name():
-    assert set(TASKS) == {"xsum", "deen", "mtbench", "gsm", "code"}
+    assert set(TASKS) == {"xsum", "deen", "mtbench", "gsm", "code", "code-edit"}
     assert get_task("deen") is TASKS["deen"]
     with pytest.raises(DataError) as e:
         get_task("squad")
-    assert "code, deen, gsm, mtbench, xsum" in str(e.value)
+    assert "code, code-edit, deen, gsm, mtbench, xsum" in str(e.value)
     assert isinstance(e.value, BigLittleError) and isinstance(e.value, ValueError)
 
 
@@ -121,7 +121,7 @@ def test_every_task_declares_its_contract(name):
     assert t.name == name
     assert t.max_new_tokens > 0
     assert t.CITATION and t.LICENSE_NOTE and t.description
-    assert (t.primary_metric is None) == (name in ("mtbench", "code"))
+    assert (t.primary_metric is None) == (name in ("mtbench", "code", "code-edit"))
 
 
 @pytest.mark.parametrize("name, source, must_say", [

@@ -81,14 +81,16 @@ def summarize(task, examples, samples: list[Sample], method_specs: list[str]) ->
     base = by[BASELINE]
     base_time = sum(s.wall_s for s in base)
     refs = [getattr(ex, "reference", None) for ex in examples]
-    has_refs = task.primary_metric is not None and all(r is not None for r in refs)
-    base_quality = task.metric([s.text or "" for s in base], refs) if has_refs else {}
+    # a task whose metric scores outputs alone (code-edit: does the code parse) is scored without references
+    scored = (not getattr(task, "needs_references", True)
+              or task.primary_metric is not None and all(r is not None for r in refs))
+    base_quality = task.metric([s.text or "" for s in base], refs) if scored else {}
     rows = []
     for spec, group in by.items():
         tokens = sum(len(s.token_ids) for s in group)
         time_s = sum(s.wall_s for s in group)
         st = _sum_stats(group)
-        quality = task.metric([s.text or "" for s in group], refs) if has_refs else {}
+        quality = task.metric([s.text or "" for s in group], refs) if scored else {}
         row = {
             "task": task.name, "method": spec, "n": len(group), "new_tokens": tokens, "time_s": time_s,
             "tokens_per_s": tokens / time_s if time_s else None,

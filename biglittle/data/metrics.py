@@ -8,8 +8,11 @@ rouge-score and sacrebleu are imported on first use: they come with the `bench` 
 """
 from __future__ import annotations
 
+import ast
 import re
 import statistics
+import textwrap
+import warnings
 from decimal import Decimal, InvalidOperation
 from typing import Sequence
 
@@ -116,6 +119,42 @@ def mean_agreement(results: Sequence[dict]) -> dict[str, float]:
         "exact": statistics.mean(1.0 if r["exact"] else 0.0 for r in results),
         "common_prefix": statistics.mean(r["common_prefix"] for r in results),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Code answers: does the code parse
+
+_FENCE = re.compile(r"```[ \t]*(python3?|py)?", re.IGNORECASE)   # a fence line, stripped, with its language tag
+
+
+def code_block(text: str) -> str:
+    """The code of an answer: its first ```python block (to the end of the text if never closed), else
+    its first bare ``` block, else the whole text up to a lone fence line (an answer that continues a
+    prompt which itself opened the block ends with the closing fence)."""
+    lines = text.splitlines()
+    fences = [i for i, ln in enumerate(lines) if _FENCE.fullmatch(ln.strip())]
+    tagged = [i for i in fences if _FENCE.fullmatch(lines[i].strip()).group(1)]
+    start = tagged[0] + 1 if tagged else fences[0] + 1 if len(fences) >= 2 else 0
+    end = next((i for i in fences if i >= start), len(lines))
+    return textwrap.dedent("\n".join(lines[start:end]))
+
+
+def parses(code: str) -> bool:
+    """True when `code` is Python that `ast.parse` accepts and holds at least one statement (an empty
+    answer parses, but is no answer)."""
+    try:
+        with warnings.catch_warnings():    # invalid escapes etc. warn but still parse
+            warnings.simplefilter("ignore")
+            return bool(ast.parse(code).body)
+    except (SyntaxError, ValueError, RecursionError):   # ValueError: NUL bytes; RecursionError: deep nesting
+        return False
+
+
+def code_block_parses(outputs: Sequence[str]) -> dict[str, float]:
+    """Percent of outputs whose code (`code_block`) parses: a check that edited code is still Python."""
+    if not outputs:
+        raise ValueError("no outputs to score")
+    return {"parses": 100.0 * sum(parses(code_block(o)) for o in outputs) / len(outputs)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import metrics
 from .cache import DataError
+from .code_edit import REPLY, edit_items
 from .code_prompts import CODE_PROMPTS
 from .sources import ding_pairs, mtbench_questions, xsum_articles
 
@@ -69,6 +70,7 @@ class Task:
     plain_prompt: str = "{source}"
     chat_prompt: str = "{source}"
     primary_metric: str | None = None   # key of metric()'s result to report first; None: no metric
+    needs_references: bool = True       # False: metric() scores the outputs alone, references may be None
     max_new_tokens: int = 128
     CITATION: str = ""
     LICENSE_NOTE: str = ""
@@ -274,7 +276,38 @@ class CodeTask(Task):
         return _pick([(f"code-{key}", text, None, {}) for key, text in CODE_PROMPTS], n, seed)
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (XsumTask(), DeEnTask(), MtBenchTask(), GsmTask(), CodeTask())}
+# ---------------------------------------------------------------------------------------------
+# Code editing: functions of this interpreter's standard library, read at run time (code_edit.py)
+
+class CodeEditTask(Task):
+    name = "code-edit"
+    description = ("code editing: short functions of this Python's standard library, each with an edit "
+                   "(type hints, rename, docstring, comments, quotes); agreement, and whether the answer parses")
+    instruction = REPLY
+    plain_prompt = "{source} {instruction}.\n\n```python\n"
+    chat_prompt = "{source} {instruction} and nothing else."
+    primary_metric = None           # no reference edit: agreement with big-only is the quality figure
+    needs_references = False        # ... but metric() checks that the answer's code still parses
+    # one budget for every item (the bench takes one per task): the longest function (tarfile.itn,
+    # 360 Qwen2.5 tokens on Python 3.11) x 1.3 + 32 = 500, rounded up. A chat model ends its turn
+    # after the code block, so the cap binds only answers that run on; --max-new-tokens overrides it
+    max_new_tokens = 512
+    CITATION = ("Python's standard library (the interpreter that runs biglittle), read with inspect.getsource "
+                "at run time; the functions are listed in biglittle/data/code_edit.py, the edits are ours.")
+    LICENSE_NOTE = ("The Python Software Foundation License Version 2 covers the standard library's code; "
+                    "biglittle reads it from the installed interpreter and does not redistribute it.")
+
+    def _records(self, n, seed):
+        rows = [(it.id, it.request, None, {"module": it.module, "function": it.function, "edit": it.edit,
+                                           "code": it.code}) for it in edit_items()]
+        return _pick(rows, n, seed)
+
+    def metric(self, outputs, references):
+        return metrics.code_block_parses(outputs)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (XsumTask(), DeEnTask(), MtBenchTask(), GsmTask(), CodeTask(),
+                                              CodeEditTask())}
 
 
 def get_task(name: str) -> Task:
