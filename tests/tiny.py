@@ -110,3 +110,36 @@ def make_draft_of(big_path: str, path: str, keep_layers: int = 1, noise: float =
     if tokenizer:
         make_tokenizer(path)
     return path
+
+
+def make_sliding_model(path: str, arch: str = "qwen2", window: int = 8, layers: int = 2, hidden: int = 64,
+                       vocab: int = 256, seed: int = 0, sharpen: float = 5.0, context: int = 512) -> str:
+    """Like `make_model`, with sliding-window attention of `window` positions: "qwen2" makes the
+    last layer sliding and the first full (the mix Gemma-3 has), "mistral" makes every layer
+    sliding, "gemma3" alternates as Gemma-3 does (sliding, then full). Writes the byte-level
+    tokenizer too (without one, transformers makes up a Gemma tokenizer with an EOS)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+                  tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                  sliding_window=window)
+    if arch == "qwen2":
+        cfg = transformers.Qwen2Config(use_sliding_window=True, max_window_layers=layers - 1, **common)
+        cls = transformers.Qwen2ForCausalLM
+    elif arch == "mistral":
+        cfg, cls = transformers.MistralConfig(**common), transformers.MistralForCausalLM
+    elif arch == "gemma3":
+        kinds = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
+        cfg = transformers.Gemma3TextConfig(head_dim=hidden // 4, layer_types=kinds, **common)
+        cls = transformers.Gemma3ForCausalLM
+    else:
+        raise ValueError(f"unknown arch {arch!r}")
+    net = cls(cfg).float().eval()
+    with torch.no_grad():
+        net.lm_head.weight.mul_(sharpen)
+    net.generation_config.eos_token_id = None
+    net.save_pretrained(path)
+    make_tokenizer(path)
+    return path

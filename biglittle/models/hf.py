@@ -1,7 +1,12 @@
 """Hugging Face transformers backend: any causal LM from a local folder or a hub id.
 
 The session keeps a `DynamicCache`; `truncate` crops it in place, so a rollback never
-recomputes the positions it keeps.
+recomputes the positions it keeps. transformers gives sliding-window (and chunked) attention
+layers a cache that drops what falls out of the window, which can then no longer be cropped;
+the session gives those layers full layers instead and lets the model's sliding mask do the
+windowing (it masks by absolute position, so the result is the same). Layers whose state
+cannot be rewound (the recurrent and convolution states of linear-attention and hybrid models)
+are refused when a rollback would need them.
 """
 from __future__ import annotations
 
@@ -36,12 +41,28 @@ class HFTokenizer:
         return list(out)
 
 
+def croppable_cache(net):
+    """A `DynamicCache` for `net` whose layers can all be cut back to any length, plus the names of
+    the layer types that cannot (empty for every attention-only model)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DummyLayer, DynamicIndexedLayer, DynamicLayer, DynamicSlidingWindowLayer
+
+    cache = DynamicCache(config=net.config)
+    exact = (DynamicLayer, DynamicIndexedLayer, DummyLayer)  # crop(-k) drops exactly the last k positions
+    stuck = set()
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicSlidingWindowLayer:
+            # keep every position; the model's sliding-window mask hides the ones out of reach
+            cache.layers[i] = DynamicLayer()
+        elif type(layer) not in exact:
+            stuck.add(type(layer).__name__)
+    return cache, sorted(stuck)
+
+
 class HFSession:
     def __init__(self, model: "HFModel"):
-        from transformers import DynamicCache
-
         self._model = model
-        self._cache = DynamicCache(config=model.net.config)
+        self._cache, self._stuck = croppable_cache(model.net)
         self._len = 0
 
     def __len__(self) -> int:
@@ -63,6 +84,11 @@ class HFSession:
         if not 0 <= n <= self._len:
             raise ValueError(f"cannot truncate a session of {self._len} positions to {n}")
         if n < self._len:
+            if self._stuck:
+                raise ModelSpecError(
+                    f"{self._model.spec}: its cache layers ({', '.join(self._stuck)}) keep a state that cannot be "
+                    "rolled back to an earlier position, so it cannot verify or draft tokens that may be rejected; "
+                    "use it alone (big-only / small-only) or pick a model with attention layers only")
             self._cache.crop(n - self._len)  # transformers 5: a negative count removes that many
             self._len = n
 

@@ -326,18 +326,22 @@ class _LocalTokenizer:
 
 def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=None, api_key: str | None = None,
                 top_k: int = 20, connect_timeout: float = 3.0, read_timeout: float = 30.0, retries: int = 2,
-                on_failure: str = "raise", **_) -> RemoteModel:
+                on_failure: str = "raise", eos_token_ids=None, **_) -> RemoteModel:
     """Connect to a server, find its model and how it can score prompts, and check its tokenizer
-    against `tokenizer_from` (the small model), whose tokenizer, vocabulary size and end-of-sequence
-    tokens it borrows. on_failure="small-only": if the server fails mid-generation, finish with the
-    small model and mark the result degraded (stats.degraded) instead of raising."""
+    against `tokenizer_from` (the small model), whose tokenizer and vocabulary size it borrows.
+    End-of-sequence ids: `eos_token_ids` if given, else what the server reports (`biglittle serve`
+    does), else the small model's (same tokenizer); with none of these it refuses, since a text
+    could then never end before max_new_tokens. on_failure="small-only": if the server fails
+    mid-generation, finish with the small model and mark the result degraded (stats.degraded)
+    instead of raising."""
     if on_failure not in ("raise", "small-only"):
         raise ModelSpecError(f"on_failure must be 'raise' or 'small-only', got {on_failure!r}")
     base, _, model_id = rest.partition("#")
     if urlparse(base).scheme not in ("http", "https"):
         raise ModelSpecError(f"{spec}: remote specs look like remote:http://host:port#model")
     http = Http(base, api_key, connect_timeout, read_timeout, retries)
-    models = [m.get("id") for m in http.call("GET", "/v1/models").get("data", [])]
+    cards = {m.get("id"): m for m in http.call("GET", "/v1/models").get("data", [])}
+    models = list(cards)
     if not models:
         raise RemoteError(f"{base} serves no models")
     model_id = model_id or models[0]
@@ -364,6 +368,28 @@ def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=N
         if server_ids is not None and list(server_ids) != list(local.encode(PROBE_TEXT)):
             raise VocabMismatchError(f"{base}#{model_id} tokenizes text differently from the small model; "
                                      "big–little decoding needs one shared tokenizer")
-    eos = tokenizer_from.eos_token_ids if tokenizer_from is not None else frozenset()
+    eos = _eos_ids(spec, eos_token_ids, cards[model_id], tokenizer_from)
     context = tokenizer_from.context_length if tokenizer_from is not None else None
     return RemoteModel(spec, http, model_id, dialect, vocab, local, context, top_k, eos, on_failure)
+
+
+def _eos_ids(spec: str, given, card: dict, tokenizer_from) -> frozenset[int]:
+    """The remote model's end-of-sequence ids: given, reported in its /v1/models card (biglittle's
+    `biglittle.eos_token_ids`), or the small model's; refuse when nobody can say."""
+    if given is not None:
+        ids = [given] if isinstance(given, int) else list(given)
+        if not all(isinstance(t, int) and t >= 0 for t in ids):  # [] is allowed: no EOS, on purpose
+            raise ModelSpecError(f"{spec}: eos_token_ids must be token ids (non-negative integers), got {given!r}")
+        return frozenset(ids)
+    extra = card.get("biglittle") if isinstance(card, dict) else None
+    reported = extra.get("eos_token_ids") if isinstance(extra, dict) else None
+    if reported is not None:
+        try:
+            return frozenset(int(t) for t in reported)
+        except (TypeError, ValueError) as e:
+            raise _malformed("eos_token_ids in /v1/models", e) from None
+    if tokenizer_from is not None:
+        return frozenset(tokenizer_from.eos_token_ids)
+    raise ModelSpecError(f"{spec}: the server does not report the model's end-of-sequence token ids, so a "
+                         "text could never end before max_new_tokens; pass tokenizer_from=<the small model> "
+                         "(same tokenizer) or eos_token_ids=[...]")

@@ -416,7 +416,8 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
         return {"id": model_name, "object": "model", "created": 0, "owned_by": "biglittle",
                 "biglittle": {"small": getattr(engine.small, "spec", None), "big": engine.big.spec,
                               "policy": engine.policy.describe(), "vocab_size": engine.big.vocab_size,
-                              "context_length": engine.big.context_length}}
+                              "context_length": engine.big.context_length,
+                              "eos_token_ids": sorted(engine.big.eos_token_ids)}}
 
     @app.get("/v1/models", dependencies=auth)
     async def models():
