@@ -143,3 +143,26 @@ def make_sliding_model(path: str, arch: str = "qwen2", window: int = 8, layers: 
     net.save_pretrained(path)
     make_tokenizer(path)
     return path
+
+
+def make_other_tokenizer_draft(source_path: str, path: str, extra_vocab: int = 0) -> str:
+    """A draft model that speaks another tokenizer: `source_path`'s model (with a byte-level
+    tokenizer) with its token ids permuted (byte b is id 255 − b, as `make_tokenizer(permute=True)`
+    writes) and `extra_vocab` unused ids appended. In text it predicts exactly what the source
+    model predicts, so drafts through a vocabulary bridge are often right; in ids it shares nothing."""
+    from transformers import AutoModelForCausalLM
+
+    net = AutoModelForCausalLM.from_pretrained(source_path, dtype=torch.float32)
+    order = torch.arange(255, -1, -1)
+    with torch.no_grad():
+        emb, head = net.get_input_embeddings().weight[order].clone(), net.lm_head.weight[order].clone()
+        if extra_vocab:  # unused ids: the head never prefers them
+            emb = torch.cat([emb, torch.zeros(extra_vocab, emb.shape[1])])
+            head = torch.cat([head, torch.zeros(extra_vocab, head.shape[1]) - 0.0])
+        net.resize_token_embeddings(emb.shape[0])
+        net.get_input_embeddings().weight.copy_(emb)
+        net.lm_head.weight.copy_(head)
+    net.config.vocab_size = emb.shape[0]
+    net.save_pretrained(path)
+    make_tokenizer(path, permute=True)
+    return path

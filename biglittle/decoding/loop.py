@@ -25,14 +25,17 @@ from .result import Stats
 from .sampling import Sampler
 from .schedules import RoundState
 from .session import TrackedSession
+from .vocab_bridge import VocabBridge
 
 
 def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Sampler,
-           max_new_tokens: int, stats: Stats) -> Iterator[tuple[list[int], list[str], list[str]]]:
+           max_new_tokens: int, stats: Stats, bridge: VocabBridge | None = None
+           ) -> Iterator[tuple[list[int], list[str], list[str]]]:
     """Yield (token_ids, origins, reasons) each time tokens are committed; updates `stats` in place.
 
     small / big: the models the controller drives (None for one it does not use: small=None is
     the big model alone, or prompt lookup without a small model; big=None the small model alone).
+    bridge: set when the small model has another tokenizer (it drafts in its own tokens; greedy only).
 
     origins says who wrote each token: "small" (a kept draft of the small model), "copy" (a kept
     draft copied by prompt lookup) or "big". reasons says why each token is there: "small",
@@ -55,8 +58,10 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
         draft = _copy(lookup, seq, state, ctl, budget, sampler, big) if lookup is not None else None
         if draft is None:
             limit = ctl.draft_limit(state)
-            draft = _draft(small_sess, seq, budget if limit is None else min(limit, budget), ctl, sampler,
-                           eos["small"], stats)
+            draft = _draft(small_sess, bridge.small_seq(seq) if bridge else seq,
+                           budget if limit is None else min(limit, budget), ctl, sampler, eos["small"], stats)
+            if bridge is not None:  # the small model's tokens, as the big model's
+                draft = Draft(bridge.to_big(draft.tokens)[:budget], [], fell_back=draft.fell_back, timing=draft.timing)
         ends = len(draft.tokens) == budget or (draft.tokens and draft.tokens[-1] in eos[draft.source])
         new, origins = list(draft.tokens), [draft.source] * len(draft.tokens)
         if ctl.verifies and (ctl.can_reject or not ends):
@@ -81,9 +86,11 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
         stats.copied_tokens += who.count("copy")
         stats.big_tokens += who.count("big")
         stats.new_tokens = produced
-        for tracked in (small_sess, big_sess):
-            if tracked is not None:
-                tracked.sync(seq)  # roll back: cut both caches to the committed sequence
+        # roll back: cut both caches to the committed sequence
+        if small_sess is not None:
+            small_sess.sync(bridge.small_seq(seq) if bridge else seq)
+        if big_sess is not None:
+            big_sess.sync(seq)
         yield new, who, origins
         if new and new[-1] in eos[who[-1]]:
             stats.finish_reason = "eos"

@@ -19,11 +19,16 @@ class Policy:
     def start(self, memory: dict | None = None) -> Controller:
         raise NotImplementedError
 
-    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats):
+    # whether the policy runs through the shared loop, so a small model with another tokenizer
+    # can draft through a decoding.vocab_bridge.VocabBridge (greedy only)
+    drafts_across_vocabularies = True
+
+    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats, bridge=None):
         """Yield (token_ids, origins, reasons) each time tokens are committed, updating `stats`
         in place (see decoding.loop.decode for what origins and reasons hold)."""
         small, big = (small if self.uses_small else None), (big if self.uses_big else None)
-        return decode(small, big, prompt_ids, self.start(pair_memory(small, big)), sampler, max_new_tokens, stats)
+        return decode(small, big, prompt_ids, self.start(pair_memory(small, big)), sampler, max_new_tokens, stats,
+                      bridge if small is not None and big is not None else None)
 
     def describe(self) -> str:
         args = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))  # type: ignore[arg-type]

@@ -84,6 +84,7 @@ class Cascade(Policy):
     threshold: float = -1.0
     reduce: str = "mean"
     name = "cascade"
+    drafts_across_vocabularies = False  # its own loop compares the two models' tokens directly
 
     def __post_init__(self):
         if self.scorer not in SCORERS:

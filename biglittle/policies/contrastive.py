@@ -50,6 +50,7 @@ class Contrastive(Policy):
     alpha: float = 0.1
     small_temperature: float = 1.0
     name = "contrastive"
+    drafts_across_vocabularies = False  # its own loop compares the two models' tokens directly
 
     def __post_init__(self):
         if not 0 < check_number("alpha", self.alpha) <= 1:

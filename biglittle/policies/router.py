@@ -168,6 +168,7 @@ class Router(Policy):
     threshold: float = 0.5
     classifier: Classifier | None = field(default=None, repr=False, compare=False)
     name = "router"
+    drafts_across_vocabularies = False  # its own loop compares the two models' tokens directly
 
     def __post_init__(self):
         check_number("threshold", self.threshold, allow_inf=True)
