@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-import biglittle as bl
-from ..decoding.session import TrackedSession
 from ..decoding.result import Stats
+from ..decoding.session import TrackedSession
 from ..errors import PromptError
+from ..generate import stream
+from ..policies.base import Policy
 
 
 class QueueFull(Exception):
@@ -36,7 +37,7 @@ class Closing(Exception):
 class Job:
     """One admitted generation: what to run, and the flags the worker watches."""
     prompt: object
-    policy: bl.Policy
+    policy: Policy
     options: dict
     chat: bool = False
     timeout_s: float = 300.0
@@ -72,7 +73,7 @@ class Events:
 
 
 class Engine:
-    def __init__(self, small, big, policy: bl.Policy, max_queue: int = 16, timeout_s: float = 300.0):
+    def __init__(self, small, big, policy: Policy, max_queue: int = 16, timeout_s: float = 300.0):
         self.small, self.big, self.policy = small, big, policy
         self.max_queue, self.timeout_s = max_queue, timeout_s
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biglittle-model")
@@ -129,7 +130,7 @@ class Engine:
             put("timeout", None)
             return
         try:
-            chunks = bl.stream(self.small if job.policy.uses_small else None, self.big if job.policy.uses_big else None,
+            chunks = stream(self.small if job.policy.uses_small else None, self.big if job.policy.uses_big else None,
                                job.prompt, policy=job.policy, chat=job.chat, **job.options)
             for chunk in chunks:
                 if job.cancel.is_set():

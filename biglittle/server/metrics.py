@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+REASONS = ("small", "copy", "correction", "fallback", "big")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
@@ -12,10 +13,11 @@ class Metrics:
         self.registry = r = CollectorRegistry()
         self.requests = Counter("biglittle_requests_total", "HTTP requests by endpoint and status code",
                                 ["endpoint", "status"], registry=r)
-        self.tokens = Counter("biglittle_tokens_total", "Generated tokens by the model that wrote them",
+        self.tokens = Counter("biglittle_tokens_total", "Generated tokens by who wrote them (small, copy, big)",
                               ["origin"], registry=r)
         self.reasons = Counter("biglittle_token_reasons_total",
-                               "Generated tokens by why they are there: small (accepted draft), correction "
+                               "Generated tokens by why they are there: small (accepted draft), copy (accepted "
+                               "prompt-lookup copy), correction "
                                "(big replaced a rejected draft), fallback (big took over from an unsure small "
                                "model), big (any other big token)", ["reason"], registry=r)
         self.big_calls = Counter("biglittle_big_calls_total", "Big-model forward passes", registry=r)
@@ -36,8 +38,9 @@ class Metrics:
 
     def record_generation(self, stats, reasons=()) -> None:
         self.tokens.labels("small").inc(stats.small_tokens)
+        self.tokens.labels("copy").inc(stats.copied_tokens)
         self.tokens.labels("big").inc(stats.big_tokens)
-        for reason in ("small", "correction", "fallback", "big"):
+        for reason in REASONS:
             self.reasons.labels(reason).inc(reasons.count(reason) if reasons else 0)
         self.big_calls.inc(stats.big_calls)
         self.small_calls.inc(stats.small_calls)

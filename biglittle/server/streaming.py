@@ -1,0 +1,210 @@
+"""A generation as an HTTP answer: server-sent events or one JSON body, in OpenAI's shapes.
+
+`run_job` waits for a submitted job's first event (a bad request is a 400 before any output),
+then either streams its chunks or collects them; however it ends, the job's place in the queue
+is freed exactly once (`GenerationRun.finish`)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from .engine import Events, Job
+from .errors import error_body, event_error
+
+PIECE_WINDOW = 8  # tokens of context when decoding each streamed token's own text
+
+
+class JobStream(StreamingResponse):
+    """A streamed answer that always frees its job, even when the client is gone before the
+    body starts (then Starlette never runs, and so never closes, the body generator)."""
+
+    def __init__(self, content, on_close, **kw):
+        super().__init__(content, **kw)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+def text_choice(text: str, chat: bool, finish: str | None) -> dict:
+    if chat:
+        return {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+
+
+def sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def biglittle_block(result, with_origins: bool) -> dict:
+    block = {"stats": result.stats.to_dict(), "policy": result.stats.policy}
+    if with_origins:
+        block.update(token_ids=result.token_ids, origins=result.origins, reasons=result.reasons)
+    return block
+
+
+def usage(result) -> dict:
+    p, c = result.stats.prompt_tokens, result.stats.new_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def finish_reason(result) -> str:
+    return "length" if result.stats.finish_reason == "length" else "stop"
+
+
+def pieces(tokenizer, seen: list[int], new: list[int]) -> list[str]:
+    """Each new token's own text, for colouring: decode a short window of the tokens before
+    it plus the new ones, and give each token what it adds to the window's text. A token
+    that ends inside a character gets "" and the one that completes it the whole character.
+    The window (not the whole text so far) keeps each chunk's cost on the event loop flat."""
+    if tokenizer is None:
+        return [str(t) for t in new]
+    window = seen[-PIECE_WINDOW:]
+    text = tokenizer.decode(window).rstrip("\ufffd")
+    out = []
+    for i in range(1, len(new) + 1):
+        longer = tokenizer.decode(window + new[:i]).rstrip("\ufffd")
+        piece = longer[len(text):] if longer.startswith(text) else ""
+        text += piece
+        out.append(piece)
+    return out
+
+
+async def next_event(events: Events, job: Job, request: Request | None = None):
+    """The job's next event, or ("timeout", None) once its deadline passes (the deadline runs
+    from admission, so waiting in the queue counts). With `request`, a client that goes away
+    meanwhile cancels the job. Either way the worker stops at its next chunk."""
+    while True:
+        left = job.deadline - time.monotonic()
+        if left <= 0:
+            job.cancel.set()
+            return "timeout", None
+        item = await events.next(min(left, 0.5))
+        if item is not None:
+            return item
+        if request is not None and await request.is_disconnected():
+            job.cancel.set()
+            return "error", asyncio.CancelledError()
+
+
+class GenerationRun:
+    """One admitted generation on its way to the client."""
+
+    def __init__(self, request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str):
+        state = request.app.state
+        self.engine, self.metrics, self.model_name = state.engine, state.metrics, state.model_name
+        self.request, self.job, self.chat, self.with_origins, self.endpoint = request, job, chat, with_origins, endpoint
+        self.t0 = time.monotonic()
+        self.cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.events = self.engine.submit(job)
+        self.finished = False
+
+    def finish(self) -> None:
+        """Once per job, however it ends: stop the worker (a no-op if it is done) and free the
+        job's place in the queue."""
+        if not self.finished:
+            self.finished = True
+            self.job.cancel.set()
+            self.events.close()
+            self.engine.release(self.job)
+            self.metrics.queue.set(self.engine.in_flight)
+
+    async def first_event(self):
+        """The first event; a failing one (a bad request) is raised before any output."""
+        try:
+            first = await next_event(self.events, self.job, self.request)
+        except BaseException:
+            self.finish()
+            raise
+        if first[0] not in ("chunk", "done"):
+            self.finish()
+            raise event_error(*first, self.job.timeout_s)
+        return first
+
+    def envelope(self, choice: dict, **extra) -> dict:
+        return {"id": self.cid, "object": "chat.completion.chunk" if self.chat else "text_completion",
+                "created": self.created, "model": self.model_name, "choices": [choice], **extra}
+
+    def record(self, result) -> None:
+        self.metrics.record_generation(result.stats, result.reasons)
+        self.metrics.latency.labels(self.endpoint).observe(time.monotonic() - self.t0)
+        self.metrics.requests.labels(self.endpoint, "200").inc()
+
+    async def sse_events(self, first):
+        seen: list[int] = []
+        shown = ""
+        got_text = False
+        try:
+            if self.chat:
+                yield sse(self.envelope({"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}))
+            kind, value = first
+            while kind == "chunk":
+                extra = {}
+                if self.with_origins and value.token_ids:
+                    texts = pieces(self.engine.big.tokenizer, seen, value.token_ids)
+                    extra["biglittle"] = {"token_ids": value.token_ids, "origins": value.origins,
+                                          "reasons": value.reasons, "pieces": texts}
+                    seen.extend(value.token_ids)
+                    shown += "".join(texts)
+                if value.text or extra:
+                    if value.text and not got_text:
+                        got_text = True
+                        self.metrics.first_token.observe(time.monotonic() - self.t0)
+                    yield sse(self.envelope(text_choice(value.text, self.chat, None), **extra))
+                # a client that goes away surfaces here as a closed generator (its next send fails)
+                kind, value = await next_event(self.events, self.job)
+            yield self.last_event(kind, value, shown)
+            yield "data: [DONE]\n\n"
+        finally:
+            self.finish()
+
+    def last_event(self, kind: str, value, shown: str) -> str:
+        if kind != "done":
+            err = event_error(kind, value, self.job.timeout_s)
+            self.metrics.requests.labels(self.endpoint, str(err.status)).inc()
+            return sse(error_body(err.message, err.type, err.param, err.code))
+        self.record(value)
+        block = biglittle_block(value, self.with_origins)
+        if self.with_origins and value.text is not None and value.text.startswith(shown):
+            block["pieces_tail"] = value.text[len(shown):]  # text no token's piece showed yet
+        return sse(self.envelope(text_choice("", self.chat, finish_reason(value)), usage=usage(value),
+                                 biglittle=block))
+
+    async def collect(self, first) -> dict:
+        """Not streaming: wait for the result, watching the deadline and for a client that goes away."""
+        try:
+            kind, value = first
+            while kind == "chunk":
+                kind, value = await next_event(self.events, self.job, self.request)
+        finally:
+            self.finish()
+        if kind != "done":
+            raise event_error(kind, value, self.job.timeout_s)
+        result = value
+        self.record(result)
+        choice = {"index": 0, "finish_reason": finish_reason(result), "logprobs": None}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": result.text}
+        else:
+            choice["text"] = result.text if result.text is not None else ""
+        return {"id": self.cid, "object": "chat.completion" if self.chat else "text_completion",
+                "created": self.created, "model": self.model_name, "choices": [choice], "usage": usage(result),
+                "biglittle": biglittle_block(result, self.with_origins)}
+
+
+async def run_job(request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str, stream: bool):
+    run = GenerationRun(request, job, chat, with_origins, endpoint)
+    first = await run.first_event()
+    if stream:
+        return JobStream(run.sse_events(first), on_close=run.finish, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await run.collect(first)
