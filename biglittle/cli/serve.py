@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import err, fail, load_pair, user_errors
+from .common import CONTEXT_HELP, err, fail, load_pair, user_errors
 
 
 def serve(
@@ -22,22 +22,28 @@ def serve(
     name: str = typer.Option("biglittle", help="The model name clients ask for."),
     max_queue: int = typer.Option(16, help="Requests waiting or running before new ones get 429."),
     timeout: float = typer.Option(300.0, help="Per-request time limit in seconds."),
+    max_logprobs: int = typer.Option(20, help="Most top log-probs per token a request may ask for (/v1/score top_k)."),
+    max_body_bytes: int = typer.Option(8 << 20, help="Largest request body; larger ones get 413 unread."),
+    context: Optional[int] = typer.Option(None, "--context", help=CONTEXT_HELP, show_default=False),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let llama.cpp's own log lines through."),
 ):
     """Serve a small–big pair over an OpenAI-compatible API, with a playground page at /."""
     import uvicorn
 
     from ..errors import ConfigError
     from ..policies import parse_policy
-    from ..server import Engine, create_app
+    from ..server import Engine, Limits, create_app
 
     with user_errors():
         pol = parse_policy(policy)
-        if max_queue < 1 or timeout <= 0:
-            raise ConfigError("--max-queue must be ≥ 1 and --timeout > 0")
-        small_m, big_m = load_pair(small, big, True, True, dtype)  # overrides may need both models
+        if max_queue < 1 or timeout <= 0 or max_logprobs < 1 or max_body_bytes < 1:
+            raise ConfigError("--max-queue, --max-logprobs and --max-body-bytes must be ≥ 1 and --timeout > 0")
+        if api_key is not None and not api_key.strip():
+            raise ConfigError("--api-key is empty; give a key, or leave it out to serve without one")
+        small_m, big_m = load_pair(small, big, True, True, dtype, context, verbose)  # overrides may need both models
     app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
-                     api_key=api_key)
+                     api_key=api_key, limits=Limits(max_logprobs=max_logprobs, max_body_bytes=max_body_bytes))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=10))
     try:  # bind here, so a taken port or a bad host is a clear error before we say "serving"
@@ -49,7 +55,9 @@ def serve(
               + ("  [API key required]" if api_key else ""))
     # uvicorn shuts down gracefully on SIGINT/SIGTERM (stop accepting, let running requests end,
     # then cancel what is left), and afterwards re-raises the signal through the handler it found.
-    # That handler ignores it here: the shutdown is done, so a signal means a clean exit (0).
+    # That handler ignores it here: the shutdown is done, so a signal means a clean exit (0): while
+    # serving, Ctrl-C is how a server is stopped. Before this (imports, model loading) the command
+    # line's own handler ends the command with exit 130 like any other (interrupt.py).
     quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])

@@ -110,17 +110,21 @@ class LlamaCppSession:
 class LlamaCppModel:
     backend = "llama.cpp"
 
-    def __init__(self, spec: str, path: str, n_ctx: int = 4096, threads: int | None = None,
-                 n_batch: int = 512, **llama_kwargs):
+    def __init__(self, spec: str, path: str, n_ctx: int | None = None, threads: int | None = None,
+                 n_batch: int = 512, verbose: bool = False, **llama_kwargs):
+        """n_ctx: the context window in tokens; None: the model's training context, capped by
+        memory (default_context). verbose: let llama.cpp's own log lines through to stderr."""
         from llama_cpp import Llama
         import llama_cpp
 
         self.spec, self.path = spec, path
+        quiet_logs(not verbose)
+        n_ctx = n_ctx or default_context(path)
         # all cores by default; on a machine shared with other busy processes, fewer threads
         # (BIGLITTLE_THREADS=1) avoid llama.cpp's spin-waiting threads stalling each other
         threads = threads or int(os.environ.get("BIGLITTLE_THREADS") or 0) or os.cpu_count() or 1
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
-                         n_threads_batch=threads, logits_all=False, verbose=False, **llama_kwargs)
+                         n_threads_batch=threads, logits_all=False, verbose=verbose, **llama_kwargs)
         self._lib = llama_cpp
         self.vocab_size = int(self.llm.n_vocab())
         self.context_length = int(self.llm.n_ctx())
@@ -190,6 +194,53 @@ class LlamaCppModel:
                 row += wanted
         self.llm.n_tokens = start + n
         return out
+
+
+# KV-cache budget of the default context: this share of the machine's memory, per model
+CONTEXT_MEMORY_SHARE = 8
+
+
+def memory_budget() -> int:
+    """Bytes one model's KV cache may take by default: 1/CONTEXT_MEMORY_SHARE of physical memory."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // CONTEXT_MEMORY_SHARE
+    except (ValueError, OSError):
+        return 2 << 30
+
+
+def default_context(path: str) -> int:
+    """The model's training context, capped so that its f16 KV cache fits memory_budget()."""
+    from llama_cpp import Llama
+
+    probe = Llama(model_path=path, vocab_only=True, verbose=False)  # reads the header, no weights
+    meta = probe.metadata or {}
+    del probe
+    arch = meta.get("general.architecture", "")
+
+    def get(key: str, default: int) -> int:
+        return int(float(meta.get(f"{arch}.{key}", default)))
+
+    trained = get("context_length", 4096)
+    heads = get("attention.head_count", 1)
+    head_dim = get("attention.key_length", get("embedding_length", 4096) // max(heads, 1))
+    per_token = 2 * 2 * get("block_count", 32) * get("attention.head_count_kv", heads) * head_dim  # K+V, f16
+    fits = memory_budget() // max(per_token, 1) // 256 * 256
+    return max(256, min(trained, fits))
+
+
+_QUIET = None
+
+
+def quiet_logs(quiet: bool) -> None:
+    """Keep llama.cpp's log lines (one process-wide callback) out of the output, or let them through."""
+    global _QUIET
+    import llama_cpp
+    from llama_cpp import _logger
+
+    if quiet and _QUIET is None:
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)  # kept alive here
+    llama_cpp.llama_log_set(_QUIET if quiet else _logger.llama_log_callback, None)
+    _logger.set_verbose(not quiet)
 
 
 def _eog_ids(llm) -> set[int]:
