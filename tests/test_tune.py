@@ -1,5 +1,6 @@
 """Auto-tuning picks the obviously best option on constructed cases; its cascade predictions are
-what the cascade really does; its config file drives generate."""
+what the cascade really does; its config file drives generate. Ranking by the clock, the quality
+floor with bootstrap intervals, and the bootstrap itself: tests/test_tune_measured.py."""
 import json
 
 import pytest
@@ -14,7 +15,7 @@ N = 12
 PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6], [100, 50, 20, 30, 40], [7, 7, 1]]
 # a big call costs 50× a small one: drafting pays whenever drafts are accepted
 COSTS = Costs(small_call_s=0.001, big_call_s=0.05, big_position_s=0.001)
-SMALL_GRID = grid(drafts=(1, 4, 8), fallbacks=(0.5, 0.9), rollbacks=(2.0, float("inf")))
+SMALL_GRID = grid(drafts=(1, 4, 8), fallbacks=(0.5, 0.9), rollbacks=(2.0, float("inf")), lookups=())
 
 
 @pytest.fixture(scope="module")
@@ -24,27 +25,31 @@ def stranger(tiny_dir):
 
 
 def test_a_small_model_identical_to_the_big_one_is_picked_alone(big):
-    r = tune(big, big, PROMPTS, max_new_tokens=N, policies=SMALL_GRID, costs=COSTS)
+    r = tune(big, big, PROMPTS, max_new_tokens=N, policies=SMALL_GRID, costs=COSTS, rank_by="estimate", repeats=1)
     assert r.best.spec == "small"
-    assert r.best.agreement == 1.0 and r.best.big_calls == 0
-    assert r.best.speedup == pytest.approx(50, rel=0.2)  # priced: one small step instead of one big step
+    assert r.best.agreement == 1.0 and r.best.big_calls == 0 and r.best.agreement_delta_ci == [0.0, 0.0]
+    base = r.candidates[-1]
+    assert base.spec == "big" and base.est_s / r.best.est_s == pytest.approx(50, rel=0.2)  # one small step per big one
 
 
 def test_with_only_draft_lengths_the_longest_draft_wins_when_every_draft_is_accepted(big):
     # 72 new tokens: draft 8 needs 8 big calls per prompt (blocks of 9), every shorter draft more
-    r = tune(big, big, PROMPTS[:2], max_new_tokens=72, policies=grid(drafts=range(1, 9), fallbacks=(), rollbacks=()),
-             cascades=False, include_small=False, costs=COSTS)
+    r = tune(big, big, PROMPTS[:2], max_new_tokens=72,
+             policies=grid(drafts=range(1, 9), fallbacks=(), rollbacks=(), lookups=()),
+             cascades=False, include_small=False, costs=COSTS, rank_by="estimate", repeats=1)
     assert r.best.spec.startswith("speculative:draft=8,")
     assert r.pair["alpha"] == 1.0
     assert all(c.meets_floor for c in r.candidates)  # greedy speculative is lossless
 
 
 def test_a_useless_drafter_leaves_the_big_model_alone(stranger, big):
-    r = tune(stranger, big, PROMPTS, max_new_tokens=N, policies=SMALL_GRID, costs=COSTS)
+    r = tune(stranger, big, PROMPTS, max_new_tokens=N, policies=SMALL_GRID, costs=COSTS, rank_by="estimate",
+             repeats=1)
     assert r.best.spec == "big" and r.best.speedup == 1.0
     spec = {c.spec: c for c in r.candidates}
     assert spec["small"].agreement < 0.5 and not spec["small"].meets_floor
-    assert spec["speculative:draft=1,schedule=constant,confidence_stop=None,acceptance=exact"].speedup < 1
+    assert spec["speculative:draft=1,schedule=constant,confidence_stop=None,acceptance=exact,drafter=model,ngram=3"
+                ].est_s > spec["big"].est_s
     # without the floor, the cheapest thing there is would win: the small model alone
     assert min(r.candidates, key=lambda c: c.est_s).spec == "small"
 
@@ -54,7 +59,7 @@ def test_cascade_predictions_are_what_the_cascade_does(small, big):
     thresholds for real gives the same answers, agreement and calls."""
     from biglittle.data import agreement
 
-    r = tune(small, big, PROMPTS, max_new_tokens=N, policies=[], costs=COSTS, min_agreement=0.0)
+    r = tune(small, big, PROMPTS, max_new_tokens=N, policies=[], costs=COSTS, min_agreement=0.0, repeats=1)
     cascades = [c for c in r.candidates if c.spec.startswith("cascade:")]
     assert {c.spec.split(",")[0] for c in cascades} == {"cascade:scorer=small-confidence", "cascade:scorer=big-score"}
     assert any(0 < c.escalated < 1 for c in cascades)
@@ -87,15 +92,15 @@ def test_metric_floor_on_a_task_with_references(text_pair):
             return {"exact": 100.0 * sum(o == r for o, r in zip(outputs, references)) / len(outputs)}
 
     r = tune(small, big, prompts, max_metric_loss=0.01, task=ExactMatch(), references=refs, max_new_tokens=N,
-             policies=SMALL_GRID, costs=COSTS)
+             policies=SMALL_GRID, costs=COSTS, repeats=1)
     assert r.quality == {"measure": "exact", "max_loss": 0.01}
-    assert r.best.metric == 100.0
+    assert r.best.metric == 100.0 and r.best.metric_delta == 0.0 and r.best.metric_delta_ci == [0.0, 0.0]
     assert all(c.meets_floor == (c.metric == 100.0) for c in r.candidates)
 
 
 def test_config_file_round_trip_and_generate_config(text_pair, tmp_path):
     small, big = text_pair
-    r = tune(small, big, ["Hello", "abc"], max_new_tokens=8, policies=SMALL_GRID, costs=COSTS)
+    r = tune(small, big, ["Hello", "abc"], max_new_tokens=8, policies=SMALL_GRID, costs=COSTS, repeats=1)
     path = tmp_path / "tune.json"
     r.save(path, small=small.spec, big=big.spec, task=None)
     data = json.loads(path.read_text())
@@ -113,7 +118,7 @@ def test_config_file_round_trip_and_generate_config(text_pair, tmp_path):
 def test_cli_tune_on_the_code_task_and_on_a_prompts_file(text_pair, tmp_path):
     small, big = text_pair
     common = ["tune", "--small", small.spec, "--big", big.spec, "--max-new-tokens", "4", "--drafts", "2",
-              "--fallbacks", "0.5", "--rollbacks", "2,inf"]
+              "--fallbacks", "0.5", "--rollbacks", "2,inf", "--repeats", "1"]
     out = tmp_path / "code.json"
     res = CliRunner().invoke(app, common + ["--task", "code", "--n", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -121,6 +126,8 @@ def test_cli_tune_on_the_code_task_and_on_a_prompts_file(text_pair, tmp_path):
     assert data["task"] == "code" and data["settings"]["prompts"] == 2 and data["settings"]["chat"] is True
     assert {c["spec"].split(":")[0] for c in data["candidates"]} == {"small", "cascade", "bild", "speculative", "big"}
     assert data["costs"]["small_call_s"] > 0 and "chosen:" in res.stderr
+    assert data["settings"]["repeats"] == 1 and data["chosen"]["speedup"] > 0 and "decided" in data["decision"]
+    assert any("drafter=lookup" in c["spec"] for c in data["candidates"])
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Hello"}\n{"prompt": "abc"}\n')
     res = CliRunner().invoke(app, common + ["--prompts", str(prompts), "--no-chat", "--no-cascades", "--out",
@@ -144,6 +151,8 @@ def test_bad_inputs(small, big, tmp_path):
         tune(small, big, PROMPTS, max_metric_loss=0.01, costs=COSTS)
     with pytest.raises(bl.ConfigError, match="rank_by"):
         tune(small, big, PROMPTS, rank_by="vibes", costs=COSTS)
+    with pytest.raises(bl.ConfigError, match="repeats must be"):
+        tune(small, big, PROMPTS, repeats=0, costs=COSTS)
     with pytest.raises(bl.ConfigError, match="cannot read config file"):
         bl.load_policy_config(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text('{"policies": []}')
