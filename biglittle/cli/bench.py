@@ -14,7 +14,7 @@ DEFAULT_METHODS = "big,small,speculative:draft=4,speculative:draft=4,schedule=au
 
 def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str], method_specs: list[str], n: int,
                      repeats: int, max_new_tokens: Optional[int], temperature: float, chat: bool, seed: int,
-                     out: str, dtype: str) -> None:
+                     out: str, dtype: str, prompts: Optional[str] = None) -> None:
     """Run the methods on the tasks, print the summary table and write the report files."""
     from rich.markdown import Markdown
 
@@ -22,13 +22,15 @@ def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str],
     from ..bench.report import build_report, markdown, write_outputs
     from ..bench.runner import BASELINE, BenchConfig, run_bench
     from ..data import get_task
+    from ..data.prompt_file import PromptFileTask
     from ..errors import ConfigError
 
     with user_errors():
         if BASELINE not in method_specs:
             method_specs = [BASELINE] + method_specs  # speedups are against big-only in the same run
         methods = [parse_method(s) for s in method_specs]
-        task_objs = [get_task(t) for t in tasks]
+        task_objs = [PromptFileTask(prompts)] if prompts else [get_task(t) for t in tasks]
+        tasks = [t.name for t in task_objs]
         if n < 1 or repeats < 1:
             raise ConfigError("--n and --repeats must be ≥ 1")
         needs_small = any(m.uses()[0] for m in methods)
@@ -48,7 +50,7 @@ def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str],
 
 
 def bench(
-    tasks: str = typer.Option("code", help="Comma list of tasks: xsum, deen, mtbench, gsm, code."),
+    tasks: str = typer.Option("code", help="Comma list of tasks: xsum, deen, mtbench, gsm, code, code-edit."),
     methods: str = typer.Option(DEFAULT_METHODS, help="Comma list of method specs, e.g. "
                                 "big,small,speculative:draft=4,bild:fallback=0.6,rollback=5,hf-assisted. "
                                 "'big' is always run: speedups are against it."),
@@ -62,12 +64,15 @@ def bench(
     seed: int = typer.Option(0, help="Which examples are drawn, and the sampling seed."),
     out: str = typer.Option("bench-out", help="Folder for bench.json, summary.md and the plots."),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help='Your own prompts instead of --tasks: a JSONL file '
+                                          'of {"prompt": ...} or {"messages": [...]} lines, optionally with a '
+                                          '"reference" (BLEU/ROUGE when every line has one, else agreement).'),
 ):
     """Benchmark methods on real tasks: speed against big-only in the same run, quality, and what each model did."""
     from ..bench.methods import split_specs
 
     bench_and_report(small, big, split_specs(tasks), split_specs(methods), n, repeats, max_new_tokens, temperature,
-                     chat, seed, out, dtype)
+                     chat, seed, out, dtype, prompts)
 
 
 def sweep(
