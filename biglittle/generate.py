@@ -1,7 +1,9 @@
 """The public entry points: `generate` (whole result) and `stream` (chunks as they are committed).
 
 This file checks the inputs, turns the prompt into token ids, runs the decode loop and turns
-committed tokens into text, honouring stop strings.
+committed tokens into text, honouring stop strings. For an encoder–decoder pair the prompt is
+the source: each model is bound to it (models/source_bound.py) and the decoder starts from the
+model's start ids, so the loop and the policies run unchanged.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from .decoding.result import Chunk, GenerationResult, Stats
 from .decoding.sampling import Sampler
 from .decoding.text import TextTracker
 from .errors import ConfigError, PromptError, VocabMismatchError
+from .models.source_bound import bind_source, check_kinds
 from .policies.base import Policy
 from .policies.token import BiLD
 from .tokens import same_tokenizer
@@ -26,6 +29,9 @@ def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: i
     prompt: a string (tokenized with the big model's tokenizer; chat=True applies its chat
     template, and a list of {"role", "content"} messages is also accepted then) or a list of
     token ids. small may be None for BigOnly, big may be None for SmallOnly.
+    Encoder–decoder models (T5, Marian, ...: `hf-seq2seq:` or `hf:`): the prompt is the source
+    (text or token ids), which each model encodes with its own encoder; the new tokens are the
+    decoder's. Chat does not apply; stats.prompt_tokens and result.prompt_ids are the source's.
     seed: None (the default) draws fresh randomness for every call, without touching torch's
     global RNG; an integer makes sampled output reproducible.
     allow_topk_sampling: let a big model that reports only top-k log-probs (a remote server) be
@@ -56,15 +62,22 @@ def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int
                           "not be exact; use temperature=0, or pass allow_topk_sampling=True to sample from "
                           "the renormalised top-k (an approximation)")
     lead = big if policy.uses_big else small
-    prompt_ids = encode_prompt(lead, prompt, chat)
+    source_ids = encode_source(lead, prompt, chat) if getattr(lead, "encoder_decoder", False) else None
+    if source_ids is not None:  # the loop sees decoder-only models whose prompt is the decoder's start
+        small, big = bind_source(small, source_ids), bind_source(big, source_ids)
+        prompt_ids = list(lead.decoder_start_ids)
+    else:
+        prompt_ids = encode_prompt(lead, prompt, chat)
     check_budget(prompt_ids, max_new_tokens, [m for m in (small, big) if m is not None], lead.vocab_size)
     stops = _stop_list(stop, lead)
-    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops)
+    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops, source_ids)
 
 
-def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops) -> Iterator[Chunk]:
+def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops,
+                      source_ids=None) -> Iterator[Chunk]:
     """Run the policy; turn each commit into a Chunk (text, stop strings); the last one carries the result."""
-    stats = Stats(policy=policy.describe(), prompt_tokens=len(prompt_ids))
+    given = prompt_ids if source_ids is None else source_ids  # what the caller gave: the source, if any
+    stats = Stats(policy=policy.describe(), prompt_tokens=len(given))
     text = TextTracker(lead.tokenizer, stops)
     token_ids: list[int] = []
     origins: list[str] = []
@@ -87,7 +100,7 @@ def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tok
     stats.wall_s = time.perf_counter() - t0
     stats.count_output(origins)  # output counters: the returned tokens only (see Stats)
     last.final = GenerationResult(token_ids, origins, stats, text.text if lead.tokenizer else None,
-                                  list(prompt_ids), reasons)
+                                  list(given), reasons)
     yield last
 
 
@@ -101,6 +114,7 @@ def check_pair(small, big, needs_small: bool = True, needs_big: bool = True, who
         raise ConfigError(f"{who} needs a small model (got small=None); use BigOnly() to run the big model alone")
     if small is None or big is None or not (needs_small and needs_big):
         return
+    check_kinds(small, big)  # a mixed pair, or an encoder–decoder pair of two vocabularies, is refused
     if small.vocab_size != big.vocab_size:
         raise VocabMismatchError(
             f"the small and big models have different vocabularies (small: {small.vocab_size} tokens, "
@@ -130,6 +144,14 @@ def encode_prompt(model, prompt, chat: bool) -> list[int]:
     if not ids:
         raise PromptError("the prompt is empty")
     return ids
+
+
+def encode_source(model, prompt, chat: bool) -> list[int]:
+    """An encoder–decoder model's source: the prompt's token ids (text or ids, never chat)."""
+    if chat:
+        raise ConfigError(f"chat does not apply to {model.spec}, an encoder–decoder model: give the source text "
+                          "as the prompt and drop chat=True / --chat")
+    return encode_prompt(model, prompt, chat=False)
 
 
 def check_budget(prompt_ids: list[int], max_new_tokens: int, models: list, vocab_size: int) -> None:

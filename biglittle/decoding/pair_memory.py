@@ -17,6 +17,8 @@ _ALONE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # big → dic
 def pair_memory(small, big) -> dict:
     """A dict private to this (small, big) pair, or to the big model when it drafts without a
     small model (prompt lookup); {} (nothing kept) without a big model."""
+    # a model bound to one request's source (models/source_bound.py) learns for the model itself
+    small, big = getattr(small, "unbound", small), getattr(big, "unbound", big)
     if big is None:
         return {}
     try:

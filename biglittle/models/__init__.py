@@ -8,6 +8,10 @@ from .base import Model, Session, Tokenizer
 
 
 def _load_hf(spec: str, rest: str, **kw) -> Model:
+    from .hf_seq2seq import is_encoder_decoder
+
+    if is_encoder_decoder(rest):  # T5, BART, Marian, ...: hf: loads them with the hf-seq2seq backend
+        return _load_hf_seq2seq(spec, rest, **kw)
     from .hf import load_hf
 
     return load_hf(spec, rest, **kw)

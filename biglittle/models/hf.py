@@ -135,10 +135,6 @@ def load_hf(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFM
     path = os.path.expanduser(path_or_id)
     if looks_local and not os.path.isdir(path):
         raise ModelSpecError(f"{spec}: no such model folder {path!r}")
-    if _is_encoder_decoder(path):
-        from .hf_seq2seq import load_hf_seq2seq
-
-        return load_hf_seq2seq(spec, path_or_id, dtype=dtype, **kwargs)
     try:
         net = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs)
     except (OSError, ValueError) as e:
@@ -149,14 +145,3 @@ def load_hf(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFM
     except (OSError, ValueError, TypeError):
         tok = None  # a weights-only folder: token-id prompts still work
     return HFModel(spec, net, tok)
-
-
-def _is_encoder_decoder(path: str) -> bool:
-    """Whether the config at `path` describes an encoder–decoder model (T5, BART, Marian, ...);
-    an unreadable config is left for the weights loader to report."""
-    from transformers import AutoConfig
-
-    try:
-        return bool(getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False))
-    except (OSError, ValueError):
-        return False

@@ -19,6 +19,13 @@ import torch
 
 from ..errors import ModelSpecError, PromptError
 from .hf import DTYPES, HFModel, HFTokenizer
+from .source_bound import check_source
+
+
+# a tokenizer's own files: save_pretrained writes the first; hub repos of T5, Marian, NLLB and BART
+# may have only one of the others
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "spiece.model", "source.spm",
+                   "sentencepiece.bpe.model", "vocab.json")
 
 
 class Seq2SeqTokenizer(HFTokenizer):
@@ -83,9 +90,7 @@ class HFSeq2SeqModel(HFModel):
         if not source_ids:
             raise PromptError(f"{self.spec} is an encoder–decoder model: a session needs the source's token ids "
                               "(model.session(source_ids=model.encode_source(text)))")
-        if self.context_length and len(source_ids) > self.context_length:
-            raise PromptError(f"the source has {len(source_ids)} tokens; {self.spec}'s encoder takes at most "
-                              f"{self.context_length}")
+        check_source(self, source_ids)
         return HFSeq2SeqSession(self, source_ids)
 
     def encode_source(self, text: str) -> list[int]:
@@ -111,8 +116,23 @@ def load_hf_seq2seq(spec: str, path_or_id: str, dtype: str = "float32", **kwargs
         net = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs).eval()
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{spec}: could not load encoder–decoder weights ({e})") from e
-    try:
-        tok = Seq2SeqTokenizer(AutoTokenizer.from_pretrained(path))
-    except (OSError, ValueError, TypeError):
-        tok = None  # a weights-only folder: token-id sources still work
+    tok = None  # a weights-only folder: token-id sources still work
+    # transformers builds an empty-vocabulary T5 tokenizer for a folder without tokenizer files
+    # (every text becomes <unk>), so a local folder must have them
+    if not os.path.isdir(path) or any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        try:
+            tok = Seq2SeqTokenizer(AutoTokenizer.from_pretrained(path))
+        except (OSError, ValueError, TypeError):
+            pass
     return HFSeq2SeqModel(spec, net, tok)
+
+
+def is_encoder_decoder(path_or_id: str) -> bool:
+    """Whether the config at `path_or_id` describes an encoder–decoder model (T5, BART, Marian, ...),
+    so `hf:` can load it with this backend; an unreadable config is left for the loader to report."""
+    from transformers import AutoConfig
+
+    try:
+        return bool(getattr(AutoConfig.from_pretrained(os.path.expanduser(path_or_id)), "is_encoder_decoder", False))
+    except (OSError, ValueError):
+        return False
