@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 from .decoding.result import Chunk, GenerationResult, Stats
 from .decoding.sampling import Sampler
 from .decoding.text import TextTracker
+from .decoding.vocab_bridge import VocabBridge
 from .errors import ConfigError, PromptError, VocabMismatchError
 from .models.source_bound import bind_source, check_kinds
 from .policies.base import Policy
@@ -55,7 +56,7 @@ def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int
     Closing the iterator early stops the generation."""
     policy = BiLD() if policy is None else policy
     sampler = Sampler(temperature, top_k, top_p, seed)  # validates the sampling settings
-    check_pair(small, big, policy.uses_small, policy.uses_big, f"policy {policy.name!r}")
+    shared = check_pair(small, big, policy.uses_small, policy.uses_big, f"policy {policy.name!r}")
     if not sampler.greedy and policy.uses_big and not getattr(big, "full_distribution", True) \
             and not allow_topk_sampling:
         raise ConfigError(f"{big.spec} reports only the top-k of each distribution, so sampling from it would "
@@ -69,12 +70,13 @@ def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int
     else:
         prompt_ids = encode_prompt(lead, prompt, chat)
     check_budget(prompt_ids, max_new_tokens, [m for m in (small, big) if m is not None], lead.vocab_size)
+    bridge = None if shared else vocab_bridge(small, big, policy, sampler, prompt, chat, prompt_ids)
     stops = _stop_list(stop, lead)
-    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops, source_ids)
+    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops, source_ids, bridge)
 
 
 def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops,
-                      source_ids=None) -> Iterator[Chunk]:
+                      source_ids=None, bridge: VocabBridge | None = None) -> Iterator[Chunk]:
     """Run the policy; turn each commit into a Chunk (text, stop strings); the last one carries the result."""
     given = prompt_ids if source_ids is None else source_ids  # what the caller gave: the source, if any
     stats = Stats(policy=policy.describe(), prompt_tokens=len(given))
@@ -83,7 +85,7 @@ def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tok
     origins: list[str] = []
     reasons: list[str] = []
     t0 = time.perf_counter()
-    steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats)
+    steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats, **({"bridge": bridge} if bridge else {}))
     for new, who, why in steps:
         keep, delta = text.add(new)
         token_ids += new[:keep]
@@ -106,23 +108,41 @@ def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tok
 
 # ---------------------------------------------------------------- input checks
 
-def check_pair(small, big, needs_small: bool = True, needs_big: bool = True, who: str = "this policy") -> None:
-    """The models `who` needs are there, and when it needs both, they share one vocabulary."""
+def check_pair(small, big, needs_small: bool = True, needs_big: bool = True, who: str = "this policy") -> bool:
+    """The models `who` needs are there. Returns whether they share one tokenizer (True when it
+    needs only one model); two vocabularies with no tokenizers to bridge them are an error."""
     if needs_big and big is None:
         raise ConfigError(f"{who} needs a big model (got big=None)")
     if needs_small and small is None:
         raise ConfigError(f"{who} needs a small model (got small=None); use BigOnly() to run the big model alone")
     if small is None or big is None or not (needs_small and needs_big):
-        return
+        return True
     check_kinds(small, big)  # a mixed pair, or an encoder–decoder pair of two vocabularies, is refused
-    if small.vocab_size != big.vocab_size:
+    if small.tokenizer is None or big.tokenizer is None:
+        if small.vocab_size != big.vocab_size:
+            raise VocabMismatchError(
+                f"the small and big models have different vocabularies (small: {small.vocab_size} tokens, "
+                f"big: {big.vocab_size} tokens) and no tokenizers to translate between them")
+        return True
+    return small.vocab_size == big.vocab_size and same_tokenizer(small.tokenizer, big.tokenizer)
+
+
+def vocab_bridge(small, big, policy: Policy, sampler: Sampler, prompt, chat: bool, prompt_ids) -> VocabBridge:
+    """How a small model with another tokenizer drafts for the big one (greedy only), or a clear
+    error where that cannot be exact."""
+    if not policy.drafts_across_vocabularies:
         raise VocabMismatchError(
-            f"the small and big models have different vocabularies (small: {small.vocab_size} tokens, "
-            f"big: {big.vocab_size} tokens); big–little decoding needs models that share a tokenizer")
-    if small.tokenizer is not None and big.tokenizer is not None and not same_tokenizer(small.tokenizer, big.tokenizer):
-        raise VocabMismatchError(
-            f"the small and big models have vocabularies of the same size ({big.vocab_size}) but "
-            "their tokenizers split text differently; big–little decoding needs one shared tokenizer")
+            f"the small and big models split text differently (small: {small.vocab_size} tokens, big: "
+            f"{big.vocab_size}); policy {policy.name!r} needs one shared tokenizer (speculative and bild "
+            "can draft across tokenizers, greedy only)")
+    if not (isinstance(prompt, str) or chat):
+        raise VocabMismatchError("the small and big models have different tokenizers: pass a text prompt "
+                                 "(token ids cannot be translated from one vocabulary to the other)")
+    if not sampler.greedy:
+        raise ConfigError("sampling with a small model of another tokenizer would not keep the big model's "
+                          "distribution; use temperature=0 (greedy stays exact), or a small model that "
+                          "shares the big model's tokenizer")
+    return VocabBridge(small.tokenizer, big.tokenizer, encode_prompt(small, prompt, chat), len(prompt_ids))
 
 
 def encode_prompt(model, prompt, chat: bool) -> list[int]:
