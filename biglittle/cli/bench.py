@@ -7,14 +7,16 @@ from typing import Optional
 import typer
 
 from ..numbers import parse_floats
-from .common import atomic_folder, err, load_pair, out as console, user_errors
+from .common import (BIG_DEVICE_HELP, DEVICE_HELP, SMALL_DEVICE_HELP, atomic_folder, err, load_pair, out as console,
+                     user_errors)
 
 DEFAULT_METHODS = "big,small,speculative:draft=4,speculative:draft=4,schedule=auto,bild,hf-assisted"
 
 
 def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str], method_specs: list[str], n: int,
                      repeats: int, max_new_tokens: Optional[int], temperature: float, chat: bool, seed: int,
-                     out: str, dtype: str, prompts: Optional[str] = None) -> None:
+                     out: str, dtype: str, prompts: Optional[str] = None,
+                     devices: tuple = ("auto", None, None)) -> None:
     """Run the methods on the tasks, print the summary table and write the report files."""
     from rich.markdown import Markdown
 
@@ -34,7 +36,7 @@ def bench_and_report(small: Optional[str], big: Optional[str], tasks: list[str],
         if n < 1 or repeats < 1:
             raise ConfigError("--n and --repeats must be ≥ 1")
         needs_small = any(m.uses()[0] for m in methods)
-        small_m, big_m = load_pair(small, big, needs_small, True, dtype)
+        small_m, big_m = load_pair(small, big, needs_small, True, dtype, devices=devices)
         config = BenchConfig(small_m.spec if small_m else None, big_m.spec, tasks, method_specs, n=n, repeats=repeats,
                              max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, seed=seed)
         rows, samples = run_bench(config, small_m, big_m, task_objs, methods)
@@ -64,6 +66,9 @@ def bench(
     seed: int = typer.Option(0, help="Which examples are drawn, and the sampling seed."),
     out: str = typer.Option("bench-out", help="Folder for bench.json, summary.md and the plots."),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    small_device: Optional[str] = typer.Option(None, "--small-device", help=SMALL_DEVICE_HELP),
+    big_device: Optional[str] = typer.Option(None, "--big-device", help=BIG_DEVICE_HELP),
     prompts: Optional[str] = typer.Option(None, "--prompts", help='Your own prompts instead of --tasks: a JSONL file '
                                           'of {"prompt": ...} or {"messages": [...]} lines, optionally with a '
                                           '"reference" (BLEU/ROUGE when every line has one, else agreement).'),
@@ -72,7 +77,7 @@ def bench(
     from ..bench.methods import split_specs
 
     bench_and_report(small, big, split_specs(tasks), split_specs(methods), n, repeats, max_new_tokens, temperature,
-                     chat, seed, out, dtype, prompts)
+                     chat, seed, out, dtype, prompts, devices=(device, small_device, big_device))
 
 
 def sweep(
@@ -88,6 +93,9 @@ def sweep(
     chat: bool = typer.Option(True, "--chat/--no-chat", help="Use the big model's chat template."),
     out: str = typer.Option("sweep-out", help="Folder for bench.json, summary.md and the Pareto plot."),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    small_device: Optional[str] = typer.Option(None, "--small-device", help=SMALL_DEVICE_HELP),
+    big_device: Optional[str] = typer.Option(None, "--big-device", help=BIG_DEVICE_HELP),
 ):
     """Sweep BiLD's (fallback, rollback) grid and speculative draft lengths: a quality-vs-speedup Pareto plot."""
     with user_errors():
@@ -96,4 +104,5 @@ def sweep(
     specs = ["big", "small"]
     specs += [f"bild:fallback={f:g},rollback={r:g}" for f in grid[0] for r in grid[1]]
     specs += [f"speculative:draft={int(d)}" for d in grid[2]]
-    bench_and_report(small, big, [task], specs, n, repeats, max_new_tokens, 0.0, chat, 0, out, dtype)
+    bench_and_report(small, big, [task], specs, n, repeats, max_new_tokens, 0.0, chat, 0, out, dtype,
+                     devices=(device, small_device, big_device))

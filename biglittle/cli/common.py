@@ -22,6 +22,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 CONTEXT_HELP = ("Context window in tokens (prompt + answer). Default: the model's training context "
                 "(32,768 for the default pair), capped so that a llama.cpp model's KV cache takes at most "
                 "1/8 of this machine's memory.")
+DEVICE_HELP = ("Where the models run: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps. "
+               "Transformers models move there; a llama.cpp model offloads every layer to a GPU (none on cpu).")
+SMALL_DEVICE_HELP = "The small model's device, if not --device's (e.g. --small-device cpu --big-device cuda)."
+BIG_DEVICE_HELP = "The big model's device, if not --device's."
 
 
 def fail(message: str, code: int = 2):
@@ -100,14 +104,14 @@ def check_catalog_pair(small: Optional[str], big: Optional[str]) -> None:
             "tokenizer, and big–little decoding needs one; nothing was downloaded")
 
 
-def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool):
+def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool, device: Optional[str] = "auto"):
     """One model; `context` sets a llama.cpp model's window, and caps the others' (never past what they were trained on)."""
     from .. import catalog
     from ..models import load_model
 
     if spec.startswith("gguf:") or spec in catalog.MODELS:  # llama.cpp (a bare catalog name means gguf:)
-        return load_model(spec, dtype=dtype, n_ctx=context, verbose=verbose)
-    model = load_model(spec, dtype=dtype)
+        return load_model(spec, dtype=dtype, n_ctx=context, verbose=verbose, device=device)
+    model = load_model(spec, dtype=dtype, device=device)
     if context:
         if model.context_length and context > model.context_length:
             raise ConfigError(f"--context {context} is beyond {spec}'s context of {model.context_length} tokens")
@@ -116,8 +120,9 @@ def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool):
 
 
 def load_pair(small: Optional[str], big: Optional[str], needs_small: bool, needs_big: bool, dtype: str,
-              context: Optional[int] = None, verbose: bool = False):
-    """Load the models a command needs, with a spinner (loading can take a while); the other one is None."""
+              context: Optional[int] = None, verbose: bool = False, devices: tuple = ("auto", None, None)):
+    """Load the models a command needs, with a spinner (loading can take a while); the other one is None.
+    devices: (--device, --small-device, --big-device); a side's own device wins over --device."""
     from .. import catalog
 
     if context is not None and context < 1:
@@ -132,8 +137,8 @@ def load_pair(small: Optional[str], big: Optional[str], needs_small: bool, needs
         if catalog_name(spec):  # fetch on first use, with progress bars, before the spinner
             catalog.ensure(catalog_name(spec), reporter=catalog.RichReporter(err), announce=catalog.announce)
     with err.status("loading models…"):
-        small_m = load_one(small, dtype, context, verbose) if small else None
-        big_m = load_one(big, dtype, context, verbose) if big else None
+        small_m = load_one(small, dtype, context, verbose, devices[1] or devices[0]) if small else None
+        big_m = load_one(big, dtype, context, verbose, devices[2] or devices[0]) if big else None
     return small_m, big_m
 
 

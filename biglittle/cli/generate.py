@@ -8,7 +8,8 @@ import typer
 from rich.text import Text
 
 from ..numbers import parse_float
-from .common import CONTEXT_HELP, err, load_pair, note, out, user_errors
+from .common import (BIG_DEVICE_HELP, CONTEXT_HELP, DEVICE_HELP, SMALL_DEVICE_HELP, err, load_pair, note, out,
+                     user_errors)
 
 ORIGIN_STYLE = {"small": "green", "copy": "cyan", "big": "bold magenta"}
 POLICY_HELP = ("Policy spec, as serve, bench and server requests take it: bild, speculative, big, small, "
@@ -76,6 +77,9 @@ def generate(
     stop: Optional[list[str]] = typer.Option(None, help="Stop when this text appears (repeatable)."),
     context: Optional[int] = typer.Option(None, "--context", help=CONTEXT_HELP, show_default=False),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models: float32 or bfloat16."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    small_device: Optional[str] = typer.Option(None, "--small-device", help=SMALL_DEVICE_HELP),
+    big_device: Optional[str] = typer.Option(None, "--big-device", help=BIG_DEVICE_HELP),
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the big model's chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print the result and its stats as JSON."),
     show_origin: bool = typer.Option(False, "--show-origin", help="Colour each token by the model that wrote it "
@@ -103,7 +107,8 @@ def generate(
                 cfg = json.load(f)
             small, big = small or cfg.get("small"), big or cfg.get("big")
         show_origin = show_origin and origin_shown(as_json)
-        small_m, big_m = load_pair(small, big, pol.uses_small, pol.uses_big or compare, dtype, context, verbose)
+        small_m, big_m = load_pair(small, big, pol.uses_small, pol.uses_big or compare, dtype, context, verbose,
+                                   devices=(device, small_device, big_device))
         chunks = stream(small_m, big_m, prompt, policy=pol, max_new_tokens=max_new_tokens,
                         temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat)
         result = None

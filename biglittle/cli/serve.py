@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import CONTEXT_HELP, err, fail, load_pair, user_errors
+from .common import BIG_DEVICE_HELP, CONTEXT_HELP, DEVICE_HELP, SMALL_DEVICE_HELP, err, fail, load_pair, user_errors
 
 
 def serve(
@@ -26,6 +26,9 @@ def serve(
     max_body_bytes: int = typer.Option(8 << 20, help="Largest request body; larger ones get 413 unread."),
     context: Optional[int] = typer.Option(None, "--context", help=CONTEXT_HELP, show_default=False),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    small_device: Optional[str] = typer.Option(None, "--small-device", help=SMALL_DEVICE_HELP),
+    big_device: Optional[str] = typer.Option(None, "--big-device", help=BIG_DEVICE_HELP),
     verbose: bool = typer.Option(False, "--verbose", help="Let llama.cpp's own log lines through."),
 ):
     """Serve a small–big pair over an OpenAI-compatible API, with a playground page at /."""
@@ -41,7 +44,8 @@ def serve(
             raise ConfigError("--max-queue, --max-logprobs and --max-body-bytes must be ≥ 1 and --timeout > 0")
         if api_key is not None and not api_key.strip():
             raise ConfigError("--api-key is empty; give a key, or leave it out to serve without one")
-        small_m, big_m = load_pair(small, big, True, True, dtype, context, verbose)  # overrides may need both models
+        small_m, big_m = load_pair(small, big, True, True, dtype, context, verbose,
+                                   devices=(device, small_device, big_device))  # overrides may need both models
     app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
                      api_key=api_key, limits=Limits(max_logprobs=max_logprobs, max_body_bytes=max_body_bytes))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",

@@ -158,7 +158,12 @@ def _draft(small_sess, seq, limit, ctl, sampler, eos, stats) -> Draft:
 
 def _verify(big_sess, seq, draft: Draft, ctl, sampler, budget, draft_eos, stats):
     """One big forward pass over everything it has not seen; keep a prefix of the drafts plus its
-    token. Returns the committed tokens and the reason for each (see `decode`)."""
+    token. Returns the committed tokens and the reason for each (see `decode`).
+
+    Devices: every session hands back float32 CPU log-probs (models/base.py), so the small model's
+    q rows and the big model's k + 1 rows meet on the CPU whichever devices the two models run on
+    (small on the CPU and big on a GPU, or the reverse); a GPU model copied its rows over once per
+    forward pass, so acceptance adds no device transfer, per token or per round."""
     drafts = draft.tokens
     k = len(drafts)
     feed = big_sess.sync(seq + drafts, min_feed=k + 1)

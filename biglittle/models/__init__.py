@@ -23,8 +23,11 @@ def _load_hf_seq2seq(spec: str, rest: str, **kw) -> Model:
     return load_hf_seq2seq(spec, rest, **kw)
 
 
-def _load_remote(spec: str, rest: str, **kw) -> Model:
+def _load_remote(spec: str, rest: str, device: str | None = None, **kw) -> Model:
     from .remote import load_remote
+
+    if device not in (None, "auto"):  # the server chose where the model runs
+        raise ModelSpecError(f"{spec}: a remote model runs where its server put it; drop device={device!r}")
 
     return load_remote(spec, rest, **kw)
 
@@ -72,10 +75,13 @@ def spec_forms() -> str:
             + f"; or a catalog name ({', '.join(MODELS)}), which means gguf:<name>")
 
 
-def load_model(spec: str, dtype: str = "float32", **kwargs) -> Model:
+def load_model(spec: str, dtype: str = "float32", device: str | None = "auto", **kwargs) -> Model:
     """Load a model from a spec such as "hf:/path/to/folder".
 
-    Keyword arguments go to the backend (e.g. `dtype="bfloat16"` for transformers).
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps": where a transformers
+    model runs, and for llama.cpp how many layers it offloads ("cpu": none, a GPU: all; an explicit
+    `n_gpu_layers=` wins). A device the machine lacks is a ConfigError naming the ones it has.
+    Other keyword arguments go to the backend (e.g. `dtype="bfloat16"` for transformers).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(f"a model spec must be a non-empty string; accepted forms: {spec_forms()}")
@@ -89,7 +95,7 @@ def load_model(spec: str, dtype: str = "float32", **kwargs) -> Model:
     if not sep or prefix not in LOADERS or not rest:
         raise ModelSpecError(f"unknown model spec {spec!r}; accepted forms: {spec_forms()}")
     loader, _ = LOADERS[prefix]
-    return loader(spec, rest, dtype=dtype, **kwargs)
+    return loader(spec, rest, dtype=dtype, device=device, **kwargs)
 
 
 def load_pair(name: str = "qwen-coder", small: str | None = None, big: str | None = None,

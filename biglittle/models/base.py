@@ -6,7 +6,14 @@
     len(session)                       # positions cached
 
 Row i of `extend`'s result is the log-distribution of the token that follows token_ids[i].
-Log-probs are float32 torch tensors on the CPU, whatever the backend computes in.
+Log-probs are float32 torch tensors on the CPU, whatever the backend computes in and wherever
+its model runs (`device`: CPU, CUDA, MPS). A GPU backend computes the log-softmax on its device
+and copies only the rows asked for (`keep`) to the host in one transfer per `extend` call: one
+row per drafted token (the host needs that token anyway, to stop on EOS or feed it back) and
+k + 1 rows per verification of k drafts. So a pair placed on different devices (small on the
+CPU, big on a GPU, or the reverse) meets in CPU tensors with no other copies, the acceptance
+rules compare exactly the numbers each model produced, and no step pays a per-token round trip
+beyond the one its forward pass already needs.
 """
 from __future__ import annotations
 

@@ -7,6 +7,10 @@ the session gives those layers full layers instead and lets the model's sliding 
 windowing (it masks by absolute position, so the result is the same). Layers whose state
 cannot be rewound (the recurrent and convolution states of linear-attention and hybrid models)
 are refused when a rollback would need them.
+
+`device` (load_hf) places the net on "cpu", "cuda", "cuda:N" or "mps" ("auto": CUDA, then MPS,
+then CPU; see models/device.py). Token ids are built on that device and the cache lives there;
+only the log-prob rows `extend` returns cross to the CPU (see models/base.py).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ModelSpecError
+from .device import resolve_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -70,7 +75,7 @@ class HFSession:
 
     @torch.inference_mode()
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = torch.tensor([list(token_ids)], dtype=torch.long)
+        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self._model.device)
         n = ids.shape[1]
         if n == 0:
             raise ValueError("extend needs at least one token")
@@ -78,7 +83,7 @@ class HFSession:
         # the cache object is updated in place by the forward pass
         out = self._model.net(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=keep)
         self._len += n
-        return torch.log_softmax(out.logits[0, -keep:].float(), dim=-1)
+        return logp_rows(out.logits[0, -keep:])
 
     def truncate(self, n: int) -> None:
         if not 0 <= n <= self._len:
@@ -93,6 +98,12 @@ class HFSession:
             self._len = n
 
 
+def logp_rows(logits: torch.Tensor) -> torch.Tensor:
+    """float32 log-probs of logit rows, computed where the net ran and handed over on the CPU in one
+    copy (a no-op on the CPU): only the `keep` rows asked for ever cross, once per forward pass."""
+    return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+
 class HFModel:
     backend = "hf"
 
@@ -100,6 +111,7 @@ class HFModel:
         self.spec = spec
         self.net = net
         self.tokenizer = tokenizer
+        self.device = getattr(net, "device", torch.device("cpu"))  # where the weights and the cache live
         cfg = net.config
         self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
         self.context_length = getattr(cfg, "max_position_embeddings", None)
@@ -109,7 +121,7 @@ class HFModel:
         return HFSession(self)
 
     def __repr__(self) -> str:
-        return f"HFModel({self.spec!r}, vocab={self.vocab_size})"
+        return f"HFModel({self.spec!r}, vocab={self.vocab_size}, device={str(self.device)!r})"
 
 
 def _eos_ids(net, tokenizer) -> set[int]:
@@ -125,12 +137,14 @@ def _eos_ids(net, tokenizer) -> set[int]:
     return ids
 
 
-def load_hf(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFModel:
-    """Load a causal LM with transformers. `path_or_id` is a local folder or a hub id."""
+def load_hf(spec: str, path_or_id: str, dtype: str = "float32", device: str | None = "auto", **kwargs) -> HFModel:
+    """Load a causal LM with transformers. `path_or_id` is a local folder or a hub id; `device`
+    "auto", "cpu", "cuda", "cuda:N" or "mps" (a device the machine lacks is a ConfigError)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPES:
         raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    dev = resolve_device(device)  # before the weights load: a missing GPU fails at once
     looks_local = path_or_id.startswith((".", "/", "~")) or os.path.exists(path_or_id)
     path = os.path.expanduser(path_or_id)
     if looks_local and not os.path.isdir(path):
@@ -139,7 +153,7 @@ def load_hf(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFM
         net = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs)
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{spec}: could not load the model weights ({e})") from e
-    net.eval()
+    net.to(dev).eval()
     try:
         tok = HFTokenizer(AutoTokenizer.from_pretrained(path))
     except (OSError, ValueError, TypeError):

@@ -90,16 +90,19 @@ def _copy_eos(net, tok) -> None:
         net.generation_config.eos_token_id = sorted(ids)
 
 
-def load_hf_gguf(spec: str, gguf_path: str, dtype: str = "float32", **kwargs):
+def load_hf_gguf(spec: str, gguf_path: str, dtype: str = "float32", device: str | None = "auto", **kwargs):
+    """`device` as for load_hf; the conversion itself runs on the CPU (once), the model then moves."""
+    from .device import resolve_device
     from .hf import DTYPES, load_hf
 
     if dtype not in DTYPES:
         raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    resolve_device(device)  # a missing GPU fails before tens of seconds of dequantizing
     path = os.path.expanduser(gguf_path)
     if not os.path.isfile(path):
         raise ModelSpecError(f"{spec}: no such GGUF file {path!r}")
     target = converted_dir(path, dtype)
     if not (target / "config.json").is_file():
         convert(path, dtype, target)
-    model = load_hf(spec, str(target), dtype=dtype, **kwargs)
+    model = load_hf(spec, str(target), dtype=dtype, device=device, **kwargs)
     return model

@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 
 from ..errors import ModelSpecError, PromptError
-from .hf import DTYPES, HFModel, HFTokenizer
+from .device import resolve_device
+from .hf import DTYPES, HFModel, HFTokenizer, logp_rows
 from .source_bound import check_source
 
 
@@ -42,7 +43,7 @@ class HFSeq2SeqSession:
         from transformers import DynamicCache, EncoderDecoderCache
 
         self._model = model
-        src = torch.tensor([list(source_ids)], dtype=torch.long)
+        src = torch.tensor([list(source_ids)], dtype=torch.long, device=model.device)
         with torch.inference_mode():
             self._encoded = model.net.get_encoder()(input_ids=src, return_dict=True)
         cfg = model.net.config
@@ -54,7 +55,7 @@ class HFSeq2SeqSession:
 
     @torch.inference_mode()
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = torch.tensor([list(token_ids)], dtype=torch.long)
+        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self._model.device)
         n = ids.shape[1]
         if n == 0:
             raise ValueError("extend needs at least one token")
@@ -63,7 +64,7 @@ class HFSeq2SeqSession:
         out = self._model.net(encoder_outputs=self._encoded, decoder_input_ids=ids, cache=self._cache,
                               use_cache=True)
         self._len += n
-        return torch.log_softmax(out.logits[0, -keep:].float(), dim=-1)
+        return logp_rows(out.logits[0, -keep:])
 
     def truncate(self, n: int) -> None:
         if not 0 <= n <= self._len:
@@ -103,17 +104,20 @@ class HFSeq2SeqModel(HFModel):
         return f"HFSeq2SeqModel({self.spec!r}, vocab={self.vocab_size})"
 
 
-def load_hf_seq2seq(spec: str, path_or_id: str, dtype: str = "float32", **kwargs) -> HFSeq2SeqModel:
-    """Load an encoder–decoder model with transformers. `path_or_id` is a local folder or a hub id."""
+def load_hf_seq2seq(spec: str, path_or_id: str, dtype: str = "float32", device: str | None = "auto",
+                    **kwargs) -> HFSeq2SeqModel:
+    """Load an encoder–decoder model with transformers. `path_or_id` is a local folder or a hub id;
+    `device` as for load_hf (the encoder output and the cache live there too)."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     if dtype not in DTYPES:
         raise ModelSpecError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    dev = resolve_device(device)
     path = os.path.expanduser(path_or_id)
     if path_or_id.startswith((".", "/", "~")) and not os.path.isdir(path):
         raise ModelSpecError(f"{spec}: no such model folder {path!r}")
     try:
-        net = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs).eval()
+        net = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=DTYPES[dtype], **kwargs).to(dev).eval()
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{spec}: could not load encoder–decoder weights ({e})") from e
     tok = None  # a weights-only folder: token-id sources still work

@@ -259,8 +259,11 @@ def _eog_ids(llm) -> set[int]:
     return ids
 
 
-def load_llamacpp(spec: str, path: str, dtype: str | None = None, **kwargs) -> LlamaCppModel:
-    """Load a GGUF file with llama.cpp. `dtype` is ignored: the file fixes the weights' format."""
+def load_llamacpp(spec: str, path: str, dtype: str | None = None, device: str | None = "auto",
+                  **kwargs) -> LlamaCppModel:
+    """Load a GGUF file with llama.cpp. `dtype` is ignored: the file fixes the weights' format.
+    `device` sets n_gpu_layers ("cpu" 0, "cuda"/"cuda:N"/"mps" every layer, "auto" every layer on a
+    build that can offload); an explicit n_gpu_layers= wins."""
     try:
         import llama_cpp  # noqa: F401
     except ImportError as e:
@@ -272,6 +275,11 @@ def load_llamacpp(spec: str, path: str, dtype: str | None = None, **kwargs) -> L
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise ModelSpecError(f"{spec}: {path!r} is not a GGUF file")
+    from .device import llama_gpu_layers, main_gpu
+
+    kwargs.setdefault("n_gpu_layers", llama_gpu_layers(device, bool(llama_cpp.llama_supports_gpu_offload())))
+    if main_gpu(device) is not None:
+        kwargs.setdefault("main_gpu", main_gpu(device))
     try:
         return LlamaCppModel(spec, path, **kwargs)
     except (ValueError, RuntimeError) as e:
