@@ -3,7 +3,7 @@
 engine.py runs generations off the event loop with a bounded queue; app.py is the thin HTTP
 adapter (routes, errors, auth, streaming); metrics.py the Prometheus counters; static/ the page.
 """
-from .app import create_app
+from .app import Limits, create_app
 from .engine import Engine
 
-__all__ = ["Engine", "create_app"]
+__all__ = ["Engine", "Limits", "create_app"]

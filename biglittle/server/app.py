@@ -17,6 +17,13 @@ reasons on request).
   row p describes the big model's distribution after token_ids[p]; next_logprob is the log-prob of
   token_ids[p+1] under it (null for the last position).
 
+Limits (each refused in OpenAI's error shape): the API key (Authorization: Bearer only; /health
+and the page are open, /docs and /openapi.json are not) and the body size (--max-body-bytes, 413)
+are checked by middleware before a body is read; /v1/score's top_k is at most --max-logprobs;
+at most 4 stop strings; /v1/tokenize text is size-limited and tokenized off the event loop.
+OpenAI fields the server does not do (tools, logit_bias, penalties, n > 1, best_of, echo, suffix,
+logprobs, response_format other than text) are refused with 400 naming the field.
+
 schemas.py holds the request bodies, errors.py the error shapes and handlers, streaming.py the
 answer of a generation (events or one body), routes.py the handlers; this module assembles them.
 """
@@ -26,43 +33,96 @@ import asyncio
 import hashlib
 import hmac
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 
+from ..errors import ConfigError
 from .engine import Engine
 from .errors import ApiError, error_response, install_handlers
 from .metrics import Metrics
 from .routes import router
 
-OPEN_PATHS = {"/health"}  # answered without the API key
+MAX_BODY_BYTES = 8 << 20   # --max-body-bytes: request bodies past this get 413
+MAX_LOGPROBS = 20          # --max-logprobs: top log-probs per token (/v1/score top_k, logprobs, top_logprobs)
+OPEN_PATHS = {"/health", "/"}  # answered without the API key (the page asks for the key and sends it itself)
 
 
-class ApiKeyMiddleware:
-    """Checks the API key before the route (and its body) is touched."""
+@dataclass(frozen=True)
+class Limits:
+    max_logprobs: int = MAX_LOGPROBS
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_tokenize_chars: int = 1 << 20
 
-    def __init__(self, app, api_key: str):
-        self.app = app
-        self.digest = hashlib.sha256(api_key.encode()).digest()
 
-    def allowed(self, scope) -> bool:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = dict(pair.split("=", 1) for pair in scope.get("query_string", b"").decode().split("&") if "=" in pair)
-        given = headers.get("authorization", "").removeprefix("Bearer ").strip() \
-            or headers.get("x-api-key", "") or query.get("api_key", "")
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a body is read: an HTTPException, since FastAPI turns any other error while
+    parsing a body into a 400."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, too_large(limit).message)
+
+
+class GuardMiddleware:
+    """Before any route runs: the API key (from the Authorization header only), then the body's
+    size (a declared Content-Length over the limit gets 413 before the body is read; a chunked
+    body is counted as it arrives and refused once it passes the limit)."""
+
+    def __init__(self, app, api_key: str | None, max_body_bytes: int):
+        self.app, self.limit = app, max_body_bytes
+        self.digest = hashlib.sha256(api_key.encode()).digest() if api_key is not None else None
+
+    def authorized(self, headers: dict) -> bool:
+        if self.digest is None:
+            return True
+        given = headers.get("authorization", "").removeprefix("Bearer ").strip()
         # compare digests: constant time, and the key's length leaks nothing either
         return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self.digest)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self.allowed(scope):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        e = ApiError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                     "authentication_error", code="invalid_api_key")
-        scope["app"].state.metrics.requests.labels(scope["path"], "401").inc()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope["path"] not in OPEN_PATHS and not self.authorized(headers):
+            return await self.refuse(scope, receive, send, "unauthenticated", ApiError(
+                401, "invalid or missing API key (send 'Authorization: Bearer <key>')", "authentication_error",
+                code="invalid_api_key"))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self.refuse(scope, receive, send, "too_large", too_large(self.limit))
+        await self.app(scope, self.counting(receive), send)
+
+    def counting(self, receive):
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge(self.limit)  # answered 413 by the HTTPException handler
+            return message
+        return counted
+
+    @staticmethod
+    async def refuse(scope, receive, send, label: str, e: ApiError) -> None:
+        scope["app"].state.metrics.requests.labels(label, str(e.status)).inc()
         await error_response(e)(scope, receive, send)
 
 
-def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | None = None) -> FastAPI:
+def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | None = None,
+               limits: Limits = Limits()) -> FastAPI:
+    """The app. api_key: require `Authorization: Bearer <key>` everywhere but /health and the page
+    (None: no key; "" is refused, since it would look like protection and be none)."""
+    if api_key is not None and not api_key.strip():
+        raise ConfigError("the API key is empty; give a key, or none to serve without one")
+
     @asynccontextmanager
     async def lifespan(app):
         yield
@@ -70,8 +130,8 @@ def create_app(engine: Engine, model_name: str = "biglittle", api_key: str | Non
 
     app = FastAPI(title="biglittle", version=version("biglittle"), lifespan=lifespan)
     app.state.engine, app.state.metrics, app.state.model_name = engine, Metrics(), model_name
+    app.state.limits = limits
     install_handlers(app)
     app.include_router(router)
-    if api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.add_middleware(GuardMiddleware, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     return app

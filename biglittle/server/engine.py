@@ -1,12 +1,21 @@
-"""Model work off the event loop: one worker thread, a bounded queue, cancellation and timeouts.
+"""Model work off the event loop: one worker thread, a bounded queue, round-robin rounds,
+cancellation and timeouts.
 
-The models are used one request at a time (two CPU cores gain nothing from interleaving, and a
-session cache is not thread-safe), so every job — a generation or a scoring call — runs on a
-single worker thread. `admit` bounds how many jobs may be waiting or running; the HTTP layer
-answers 429 when it says no. A generation hands its chunks to the event loop through an asyncio
-queue, checks its cancel flag (set when the client disconnects) and its deadline between chunks,
-and closes the library's stream when either fires. The deadline runs from admission, so time
-spent waiting behind other requests counts: a job whose time is up before it starts never runs.
+The models are used from one thread (a session cache is not thread-safe, and two CPU cores gain
+nothing from parallel forward passes), but not one whole request at a time: a generation runs
+one round (one committed chunk) per turn and then queues its next round behind whatever else is
+waiting, so jobs take turns at round granularity and a 3-token /v1/score call waits for at most
+one round of each running generation, never for a whole 1,000-token answer. Each generation keeps
+its own sessions (its own KV state) between turns. On llama.cpp the model has one context, so a
+turn that switches jobs re-feeds what the cache lacks for the next job's sequence (from the
+longest common prefix): the cost of fairness there.
+
+`admit` bounds how many jobs may be waiting or running; the HTTP layer answers 429 when it says
+no. A generation hands its chunks to the event loop through an asyncio queue, checks its cancel
+flag (set when the client disconnects) and its deadline before each round, and closes the
+library's stream when either fires. The deadline runs from admission, so time spent waiting
+behind other requests counts: a job whose time is up before it starts never runs; a score job
+checks the same before its forward pass.
 """
 from __future__ import annotations
 
@@ -36,9 +45,9 @@ class Closing(Exception):
 @dataclass(eq=False)  # compared and hashed by identity: jobs live in a set
 class Job:
     """One admitted generation: what to run, and the flags the worker watches."""
-    prompt: object
-    policy: Policy
-    options: dict
+    prompt: object                # a prompt, or the token ids of a score job
+    policy: Policy | None = None  # None for a score job
+    options: dict = field(default_factory=dict)
     chat: bool = False
     timeout_s: float = 300.0
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -106,7 +115,7 @@ class Engine:
             self.closing = True
             for job in self._jobs:
                 job.cancel.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True)  # queued turns see the flag and end at once
 
     # ------------------------------------------------------------ generation
 
@@ -122,37 +131,61 @@ class Engine:
         return Events(queue)
 
     def _work(self, job: Job, put) -> None:
-        deadline = job.deadline
-        if job.cancel.is_set():
-            put("error", asyncio.CancelledError())
-            return
-        if time.monotonic() > deadline:
-            put("timeout", None)
+        """The job's first turn: start the library's stream, then take its first round."""
+        if self._stopped(job, put):
             return
         try:
             chunks = stream(self.small if job.policy.uses_small else None, self.big if job.policy.uses_big else None,
-                               job.prompt, policy=job.policy, chat=job.chat, **job.options)
-            for chunk in chunks:
-                if job.cancel.is_set():
-                    chunks.close()
-                    put("error", asyncio.CancelledError())
-                    return
-                if time.monotonic() > deadline:
-                    chunks.close()
-                    put("timeout", None)
-                    return
-                put("chunk", chunk)
-                if chunk.final is not None:
-                    put("done", chunk.final)
-                    return
+                            job.prompt, policy=job.policy, chat=job.chat, **job.options)
         except Exception as e:  # noqa: BLE001 — handed to the HTTP layer, which picks the status
             put("error", e)
+            return
+        self._turn(job, put, chunks)
+
+    def _turn(self, job: Job, put, chunks) -> None:
+        """One round of a running generation; then its next round goes to the back of the queue."""
+        if self._stopped(job, put):
+            chunks.close()
+            return
+        try:
+            chunk = next(chunks)
+        except Exception as e:  # noqa: BLE001
+            put("error", e)
+            return
+        put("chunk", chunk)
+        if chunk.final is not None:
+            put("done", chunk.final)
+            return
+        try:
+            self.pool.submit(self._turn, job, put, chunks)
+        except RuntimeError:  # shutting down: the pool takes no more work
+            chunks.close()
+            put("error", asyncio.CancelledError())
+
+    @staticmethod
+    def _stopped(job, put) -> bool:
+        """Whether the job was cancelled or ran out of time (and then say so)."""
+        if job.cancel.is_set():
+            put("error", asyncio.CancelledError())
+            return True
+        if time.monotonic() > job.deadline:
+            put("timeout", None)
+            return True
+        return False
 
     # ------------------------------------------------------------ scoring
 
     async def run(self, fn, *args):
         """Run fn on the model thread and await its result."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def score_job(self, job: Job, start: int, top_k: int) -> dict:
+        """`score` for an admitted job, unless it was cancelled or ran out of time while it waited."""
+        if job.cancel.is_set():
+            raise asyncio.CancelledError()
+        if time.monotonic() > job.deadline:
+            raise TimeoutError()
+        return self.score(job.prompt, start, top_k)
 
     def score(self, token_ids: list[int], start: int, top_k: int) -> dict:
         """Log-probs of each given next token and the top-k, for the distributions after

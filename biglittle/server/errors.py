@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,6 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import BigLittleError
+
+log = logging.getLogger("biglittle.server")
 
 
 class ApiError(Exception):
@@ -30,7 +33,15 @@ def as_api_error(e: BaseException) -> ApiError:
         return ApiError(400, str(e))
     if isinstance(e, asyncio.CancelledError):  # the client went away; nobody reads this answer
         return ApiError(499, "the client closed the request", "cancelled")
-    return ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error")
+    if type(e).__module__.startswith("jinja2"):  # the chat template refused the messages (e.g. roles)
+        return ApiError(400, f"the chat template refused these messages: {e}", param="messages")
+    return internal_error(e)
+
+
+def internal_error(e: BaseException) -> ApiError:
+    """A 500 that shows no internals to the client; the details go to the server's log."""
+    log.error("internal error", exc_info=e)
+    return ApiError(500, "internal server error", "server_error")
 
 
 def event_error(kind: str, value, timeout_s: float) -> ApiError:
@@ -45,14 +56,14 @@ def validation_error(errs: list) -> ApiError:
         return ApiError(400, "the request body is not valid JSON")
     msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'][1:]) or 'body'}: {err['msg']}" for err in errs)
     param = ".".join(str(p) for p in errs[0]["loc"][1:]) if errs else None
-    return ApiError(422, msg, param=param)
+    return ApiError(400, msg, param=param)  # OpenAI and vLLM answer 400, not FastAPI's 422
 
 
 def install_handlers(app: FastAPI) -> None:
     """Every error leaves the server OpenAI-shaped and is counted."""
 
     def counted(request: Request, e: ApiError) -> JSONResponse:
-        request.app.state.metrics.requests.labels(request.url.path, str(e.status)).inc()
+        request.app.state.metrics.requests.labels(route_label(request.scope), str(e.status)).inc()
         return error_response(e)
 
     @app.exception_handler(ApiError)
@@ -63,7 +74,18 @@ def install_handlers(app: FastAPI) -> None:
     async def validation(request: Request, e: RequestValidationError):
         return counted(request, validation_error(e.errors()))
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception):
+        return counted(request, internal_error(e))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
+
+
+def route_label(scope) -> str:
+    """The metrics label for a request: its route's template, never the raw path (random paths
+    would make a series each)."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"

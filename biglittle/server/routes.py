@@ -2,6 +2,7 @@
 `request.app.state` (set by `create_app`)."""
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib import resources
 
@@ -14,7 +15,7 @@ from ..policies.registry import FILE_POLICIES, apply_overrides, is_config_file, 
 from .engine import Closing, Job, QueueFull
 from .errors import ApiError
 from .schemas import ChatBody, CompletionBody, Overrides, ScoreBody, TokenizeBody
-from .streaming import run_job
+from .streaming import run_job, wait_for_work
 
 router = APIRouter()
 
@@ -49,15 +50,17 @@ def request_policy(engine, o: Overrides) -> Policy:
         raise ApiError(400, str(e), param="biglittle") from None
 
 
-def make_job(engine, body: CompletionBody, prompt, chat: bool) -> Job:
-    if body.n != 1:
-        raise ApiError(400, "only n=1 is supported", param="n")
-    if body.echo:
-        raise ApiError(400, "echo is not supported; use /v1/score for prompt log-probs", param="echo")
-    if body.max_tokens is None or body.max_tokens < 1:
-        raise ApiError(400, "max_tokens must be ≥ 1", param="max_tokens")
+def check_top(request: Request, n: int, param: str) -> None:
+    limit = request.app.state.limits.max_logprobs
+    if n > limit:
+        raise ApiError(400, f"{param} must be ≤ {limit} on this server (--max-logprobs)", param=param)
+
+
+def make_job(request: Request, body: CompletionBody, prompt, chat: bool) -> Job:
+    body.refuse_unsupported()
+    engine = request.app.state.engine
     policy = request_policy(engine, body.biglittle)
-    options = dict(max_new_tokens=body.max_tokens, temperature=body.temperature or 0.0, top_k=body.top_k,
+    options = dict(max_new_tokens=body.token_budget(), temperature=body.temperature or 0.0, top_k=body.top_k,
                    top_p=body.top_p, seed=body.seed, stop=body.stop)
     return Job(prompt, policy, options, chat=chat, timeout_s=engine.timeout_s)
 
@@ -95,9 +98,9 @@ async def completions(body: CompletionBody, request: Request):
         prompt = prompt[0]
     if isinstance(prompt, str) and not prompt.strip() or prompt == []:
         raise ApiError(400, "the prompt is empty", param="prompt")
-    job = make_job(request.app.state.engine, body, prompt, chat=False)
+    job = make_job(request, body, prompt, chat=False)
     admit(request, job)
-    return await run_job(request, job, False, body.biglittle.return_origins, "/v1/completions", body.stream)
+    return await run_job(request, job, body, chat=False, endpoint="/v1/completions")
 
 
 @router.post("/v1/chat/completions")
@@ -106,9 +109,9 @@ async def chat_completions(body: ChatBody, request: Request):
     messages = [m.as_text() for m in body.messages]
     if not any(m["content"].strip() for m in messages):
         raise ApiError(400, "messages must hold at least one non-empty message", param="messages")
-    job = make_job(request.app.state.engine, body, messages, chat=True)
+    job = make_job(request, body, messages, chat=True)
     admit(request, job)
-    return await run_job(request, job, True, body.biglittle.return_origins, "/v1/chat/completions", body.stream)
+    return await run_job(request, job, body, chat=True, endpoint="/v1/chat/completions")
 
 
 @router.get("/v1/models")
@@ -125,14 +128,16 @@ async def one_model(name: str, request: Request):
 @router.post("/v1/score")
 async def score(body: ScoreBody, request: Request):
     check_model(request, body.model)
+    check_top(request, body.top_k, "top_k")
     engine = request.app.state.engine
-    admit(request, None)
+    job = Job(body.token_ids, timeout_s=engine.timeout_s)
+    admit(request, job)
     try:
-        out = await engine.run(engine.score, body.token_ids, body.start, body.top_k)
+        out = await wait_for_work(request, job, engine.pool.submit(engine.score_job, job, body.start, body.top_k))
     except BigLittleError as e:
         raise ApiError(400, str(e), param="token_ids") from None
     finally:
-        engine.release(None)
+        engine.release(job)
     request.app.state.metrics.requests.labels("/v1/score", "200").inc()
     return {"model": request.app.state.model_name, **out}
 
@@ -143,7 +148,11 @@ async def tokenize(body: TokenizeBody, request: Request):
     tok = request.app.state.engine.big.tokenizer
     if tok is None:
         raise ApiError(400, "the big model has no tokenizer")
-    return {"model": request.app.state.model_name, "tokens": tok.encode(body.text)}
+    limit = request.app.state.limits.max_tokenize_chars
+    if len(body.text) > limit:
+        raise ApiError(400, f"text must be at most {limit} characters", param="text")
+    # off the event loop: a long text must not stall every other client's stream
+    return {"model": request.app.state.model_name, "tokens": await asyncio.to_thread(tok.encode, body.text)}
 
 
 @router.get("/health")

@@ -15,27 +15,67 @@ class Overrides(BaseModel):
     return_origins: bool = False
 
 
-class CompletionBody(BaseModel):
+MAX_STOP = 4  # OpenAI's limit on stop strings
+DEFAULT_MAX_TOKENS = 128
+
+# OpenAI fields this server does not do: refused with 400 naming the field, never silently ignored.
+# Each maps to the values that mean "not used" (for which the field is accepted).
+REFUSED = {"tools": (None, []), "tool_choice": (None, "none"), "functions": (None, []), "function_call": (None, "none"),
+           "logit_bias": (None, {}), "presence_penalty": (None, 0, 0.0), "frequency_penalty": (None, 0, 0.0),
+           "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""), "n": (None, 1),
+           # not yet: the loop does not carry each committed token's log-prob out (see the server docs)
+           "logprobs": (None, False), "top_logprobs": (None, 0)}
+
+
+class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class CompletionBody(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown fields are ignored, except those in REFUSED
     model: str
     prompt: str | list[int] | list[str]
-    max_tokens: int | None = Field(default=128)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
     temperature: float | None = 0.0
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=MAX_STOP)
     stream: bool = False
-    n: int = 1
-    echo: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: dict | None = None
     biglittle: Overrides = Field(default_factory=Overrides)
+
+    def refuse_unsupported(self) -> None:
+        """400 naming the first field asked for that this server does not do."""
+        extra = self.model_extra or {}
+        for name, unused in REFUSED.items():
+            if extra.get(name) not in unused:
+                raise ApiError(400, f"{name}={extra[name]!r} is not supported by this server", param=name)
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise ApiError(400, "only response_format {\"type\": \"text\"} is supported", param="response_format")
+
+    def token_budget(self) -> int:
+        """max_completion_tokens (OpenAI's newer name) or max_tokens, checked."""
+        given = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        param = "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
+        n = DEFAULT_MAX_TOKENS if given is None else given
+        if n < 1:
+            raise ApiError(400, f"{param} must be ≥ 1", param=param)
+        return n
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class ScoreBody(BaseModel):
     model: str
     token_ids: list[StrictInt]
     start: int = 0
-    top_k: int = Field(default=20, ge=1, le=1000)
+    top_k: int = Field(default=20, ge=1)
 
 
 class TokenizeBody(BaseModel):

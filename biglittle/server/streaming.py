@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from .engine import Events, Job
-from .errors import error_body, event_error
+from .errors import as_api_error, error_body, event_error
 
 PIECE_WINDOW = 8  # tokens of context when decoding each streamed token's own text
 
@@ -95,13 +95,35 @@ async def next_event(events: Events, job: Job, request: Request | None = None):
             return "error", asyncio.CancelledError()
 
 
+async def wait_for_work(request: Request, job: Job, future):
+    """The result of work queued on the model thread (a concurrent future), watching the job's
+    deadline and for a client that goes away; either cancels the job, so the worker skips it."""
+    waiting = asyncio.wrap_future(future)
+    waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # a skipped job's error is read
+    while True:
+        left = job.deadline - time.monotonic()
+        if left <= 0:
+            job.cancel.set()
+            raise event_error("timeout", None, job.timeout_s)
+        done, _ = await asyncio.wait({waiting}, timeout=min(left, 0.5))
+        if done:
+            try:
+                return waiting.result()
+            except TimeoutError:
+                raise event_error("timeout", None, job.timeout_s) from None
+        if await request.is_disconnected():
+            job.cancel.set()
+            raise as_api_error(asyncio.CancelledError())
+
+
 class GenerationRun:
     """One admitted generation on its way to the client."""
 
-    def __init__(self, request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str):
+    def __init__(self, request: Request, job: Job, body, chat: bool, endpoint: str):
         state = request.app.state
         self.engine, self.metrics, self.model_name = state.engine, state.metrics, state.model_name
-        self.request, self.job, self.chat, self.with_origins, self.endpoint = request, job, chat, with_origins, endpoint
+        self.request, self.job, self.chat, self.endpoint = request, job, chat, endpoint
+        self.with_origins, self.include_usage = body.biglittle.return_origins, body.include_usage
         self.t0 = time.monotonic()
         self.cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
@@ -163,6 +185,8 @@ class GenerationRun:
                 # a client that goes away surfaces here as a closed generator (its next send fails)
                 kind, value = await next_event(self.events, self.job)
             yield self.last_event(kind, value, shown)
+            if kind == "done" and self.include_usage:  # OpenAI's stream_options: a last chunk with no choices
+                yield sse({**self.envelope({}), "choices": [], "usage": usage(value)})
             yield "data: [DONE]\n\n"
         finally:
             self.finish()
@@ -201,10 +225,11 @@ class GenerationRun:
                 "biglittle": biglittle_block(result, self.with_origins)}
 
 
-async def run_job(request: Request, job: Job, chat: bool, with_origins: bool, endpoint: str, stream: bool):
-    run = GenerationRun(request, job, chat, with_origins, endpoint)
+async def run_job(request: Request, job: Job, body, chat: bool, endpoint: str):
+    """Answer an admitted generation job: events when body.stream, else one JSON body."""
+    run = GenerationRun(request, job, body, chat, endpoint)
     first = await run.first_event()
-    if stream:
+    if body.stream:
         return JobStream(run.sse_events(first), on_close=run.finish, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await run.collect(first)
