@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import metrics
 from .cache import DataError
-from .tasks import Example, Task, _pick
+from .tasks import Example, Task, pick_examples
 
 
 class PromptFileTask(Task):
@@ -27,7 +27,7 @@ class PromptFileTask(Task):
         self.primary_metric = "bleu" if all(it.get("reference") is not None for it in self.items) else None
 
     def load(self, n: int | None = None, seed: int = 0) -> list[Example]:
-        chosen = _pick(list(enumerate(self.items)), n, seed)
+        chosen = pick_examples(list(enumerate(self.items)), n, seed)
         return [self._example(i, item) for i, item in chosen]
 
     def _example(self, i: int, item: dict) -> Example:

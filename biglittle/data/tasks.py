@@ -39,7 +39,7 @@ class Example:
     meta: dict = field(default_factory=dict)
 
 
-def _pick(records: list, n: int | None, seed: int) -> list:
+def pick_examples(records: list, n: int | None, seed: int) -> list:
     """All records in source order (n None), or n of them drawn by a seeded generator (all if n >= len)."""
     if n is None or n >= len(records):
         return list(records)
@@ -154,7 +154,7 @@ class XsumTask(OneLineTask):
     )
 
     def _records(self, n, seed):
-        return _pick([(i, article, summary, {}) for i, article, summary in xsum_articles()], n, seed)
+        return pick_examples([(i, article, summary, {}) for i, article, summary in xsum_articles()], n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class DeEnTask(OneLineTask):
     )
 
     def _records(self, n, seed):
-        return _pick([(f"deen-{i}", de, en, {}) for i, (de, en) in enumerate(ding_pairs())], n, seed)
+        return pick_examples([(f"deen-{i}", de, en, {}) for i, (de, en) in enumerate(ding_pairs())], n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class MtBenchTask(Task):
     def _records(self, n, seed):
         rows = [(f"mtbench-{q['question_id']}", q["turns"][0].strip(), None,
                  {"category": q["category"], "question_id": q["question_id"]}) for q in mtbench_questions()]
-        return _pick(rows, n, seed)
+        return pick_examples(rows, n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class CodeTask(Task):
     LICENSE_NOTE = "Written for biglittle; Apache License 2.0 like the rest of the project."
 
     def _records(self, n, seed):
-        return _pick([(f"code-{key}", text, None, {}) for key, text in CODE_PROMPTS], n, seed)
+        return pick_examples([(f"code-{key}", text, None, {}) for key, text in CODE_PROMPTS], n, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class CodeEditTask(Task):
     def _records(self, n, seed):
         rows = [(it.id, it.request, None, {"module": it.module, "function": it.function, "edit": it.edit,
                                            "code": it.code}) for it in edit_items()]
-        return _pick(rows, n, seed)
+        return pick_examples(rows, n, seed)
 
     def metric(self, outputs, references):
         return metrics.code_block_parses(outputs)
