@@ -370,6 +370,10 @@ def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=N
                                      "big–little decoding needs one shared tokenizer")
     eos = _eos_ids(spec, eos_token_ids, cards[model_id], tokenizer_from)
     context = tokenizer_from.context_length if tokenizer_from is not None else None
+    served = cards[model_id].get("max_model_len")  # vLLM's window (--max-model-len)
+    if isinstance(dialect, VllmDialect) and isinstance(served, int) and served > 1:
+        # a scoring request generates one token past the sequence it scores
+        context = min(context or served, served - 1)
     return RemoteModel(spec, http, model_id, dialect, vocab, local, context, top_k, eos, on_failure)
 
 
