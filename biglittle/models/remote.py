@@ -4,9 +4,9 @@ Spec: remote:<base_url>#<model>, e.g. remote:http://127.0.0.1:8000#qwen2.5-coder
 (without #<model>, the server's first model).
 
 A session keeps its token ids locally; `truncate` is bookkeeping. `extend` scores the new block
-in ONE request that resends the whole sequence (servers with prefix caching — vLLM,
-llama.cpp — reuse the shared prefix). Three ways to score, detected from the server's
-OpenAPI description:
+in ONE request that resends the whole sequence (llama.cpp's server reuses the shared prefix;
+vLLM does not for requests with `prompt_logprobs`, see VllmDialect). Three ways to score,
+detected from the server's OpenAPI description:
 
   biglittle   `biglittle serve`'s POST /v1/score: token ids in; for each position the log-prob
               of the given next token and the top-k. Exact.
@@ -128,7 +128,9 @@ class BiglittleDialect:
 class VllmDialect:
     """vLLM: token-id prompts, `prompt_logprobs=k` (the given token's log-prob plus the top-k for
     every prompt position but the first), and `logprobs=k` on one generated token for the row
-    after the last token (tokens returned as ids with `return_tokens_as_token_ids`)."""
+    after the last token (tokens returned as ids with `return_tokens_as_token_ids`).
+    vLLM (0.32) skips its prefix cache for any request with `prompt_logprobs`, so each scoring
+    request recomputes the whole sequence: a big call costs a prefill of all of it."""
     name = "vllm"
 
     def __init__(self, http: Http, model: str):
