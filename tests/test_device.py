@@ -74,8 +74,7 @@ def test_llama_cpp_layers_follow_the_device():
 
 
 def test_cuda_on_a_cpu_only_llama_cpp_build_is_a_clear_error(tmp_path):
-    import llama_cpp
-
+    llama_cpp = pytest.importorskip("llama_cpp")
     if llama_cpp.llama_supports_gpu_offload():
         pytest.skip("this llama-cpp-python build can offload")
     gguf = tmp_path / "x.gguf"

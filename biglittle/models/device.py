@@ -34,7 +34,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """The torch device for a device option; None means "auto"."""
     name = "auto" if device is None else str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu"
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
@@ -47,6 +47,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"{name} requested but this machine has {torch.cuda.device_count()} CUDA "
                               f"device(s); available: {have}")
+        if dev.index is None:  # "cuda" is the current GPU; name it, as the weights' device will be named
+            dev = torch.device("cuda", torch.cuda.current_device())
     elif dev.type == "mps":
         if not _has_mps():
             raise ConfigError(f"mps requested but this machine has no MPS device "
