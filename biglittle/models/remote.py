@@ -30,216 +30,15 @@ idempotent), and a clear `RemoteError` when the server is down, too slow, or ans
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Sequence
 from urllib.parse import urlparse
 
 import torch
 
 from ..errors import ModelSpecError, RemoteError, VocabMismatchError
-
-PROBE_TEXT = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # Grüße, 你好! 3.14"
-
-
-@dataclass
-class Rows:
-    """What a server told us about the distributions after positions start … start+n−1."""
-    top: list[dict[int, float]]        # per row: top-k token id → log-prob
-    given: list[float | None]          # per row: log-prob of the next given token (None: unknown/last)
-
-
-class Http:
-    """A small JSON-over-HTTP client with timeouts, retries and errors that say what happened."""
-
-    def __init__(self, base_url: str, api_key: str | None = None, connect_timeout: float = 3.0,
-                 read_timeout: float = 30.0, retries: int = 2, backoff: float = 0.2):
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.retries, self.backoff = retries, backoff
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
-        self.requests = 0
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        import httpx
-
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            self.requests += 1
-            try:
-                r = self.client.request(method, path, json=body)
-            except httpx.ConnectError as e:
-                last = f"cannot connect ({e})"
-                continue
-            except httpx.TimeoutException:
-                last = f"no answer within {self.client.timeout.read:g} s (read timeout)"
-                continue
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-                continue
-            if r.status_code >= 500 or r.status_code == 429:
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-                continue
-            if r.status_code >= 400:
-                raise RemoteError(f"{self.base_url}{path} refused the request: HTTP {r.status_code}: {r.text[:300]}")
-            try:
-                return r.json()
-            except ValueError:
-                raise RemoteError(f"{self.base_url}{path} answered with something that is not JSON: "
-                                  f"{r.text[:200]!r}") from None
-        raise RemoteError(f"the big-model server {self.base_url} failed {path} after "
-                          f"{self.retries + 1} tries: {last}")
-
-    def close(self):
-        self.client.close()
-
-
-def _malformed(what: str, e: Exception) -> RemoteError:
-    return RemoteError(f"malformed scoring response from the server ({what}: {type(e).__name__}: {e})")
-
-
-class BiglittleDialect:
-    name = "biglittle"
-
-    def __init__(self, http: Http, model: str):
-        self.http, self.model = http, model
-        self.server_s = 0.0  # forward-pass time the server reported, summed over calls
-
-    def tokenize(self, text: str) -> list[int] | None:
-        return self.http.call("POST", "/v1/tokenize", {"model": self.model, "text": text})["tokens"]
-
-    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
-        resp = self.http.call("POST", "/v1/score", {"model": self.model, "token_ids": ids, "start": start,
-                                                    "top_k": top_k})
-        self.server_s += float(resp.get("elapsed_s") or 0.0)  # the server's own forward-pass time
-        try:
-            rows = resp["rows"]
-            return Rows([{int(t): float(lp) for t, lp in row["top"]} for row in rows],
-                        [row.get("next_logprob") for row in rows])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _malformed("rows", e) from None
-
-
-class VllmDialect:
-    """vLLM: token-id prompts, `prompt_logprobs=k` (the given token's log-prob plus the top-k for
-    every prompt position but the first), and `logprobs=k` on one generated token for the row
-    after the last token (tokens returned as ids with `return_tokens_as_token_ids`).
-    vLLM (0.32) skips its prefix cache for any request with `prompt_logprobs`, so each scoring
-    request recomputes the whole sequence: a big call costs a prefill of all of it."""
-    name = "vllm"
-
-    def __init__(self, http: Http, model: str):
-        self.http, self.model = http, model
-
-    def tokenize(self, text: str) -> list[int] | None:
-        return self.http.call("POST", "/tokenize", {"model": self.model, "prompt": text})["tokens"]
-
-    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
-        if start < 0:
-            raise RemoteError("vLLM reports no distribution before the first token")
-        body = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "logprobs": top_k,
-                "prompt_logprobs": top_k, "return_tokens_as_token_ids": True}
-        resp = self.http.call("POST", "/v1/completions", body)
-        try:
-            choice = resp["choices"][0]
-            plp = choice["prompt_logprobs"]
-            top, given = [], []
-            for pos in range(start, len(ids) - 1):
-                entry = {int(t): float(v["logprob"]) for t, v in plp[pos + 1].items()}
-                given.append(entry.get(ids[pos + 1]))
-                top.append(entry)
-            last = choice["logprobs"]["top_logprobs"][0]
-            top.append({int(str(t).removeprefix("token_id:")): float(v) for t, v in last.items()})
-            given.append(None)
-            return Rows(top, given)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise _malformed("prompt_logprobs", e) from None
-
-
-class LlamaCppServerDialect:
-    """llama-cpp-python's server. Its echo log-probs need three repairs, all checked in the tests
-    against local scoring: (1) the list for position i is the distribution AFTER token i, (2) it
-    also holds a spurious entry for token i itself (with that token's log-prob under the wrong
-    distribution), which we drop — when that token is genuinely in the top-k too, its true value
-    is lost, so that one row is asked again without echo; (3) entries are keyed by token text, so
-    texts shared by several tokens (special tokens, partial UTF-8 bytes) cannot be mapped back to
-    an id and are left out. Special tokens are therefore invisible: the big model cannot end a
-    generation on this server, and a drafted end-of-sequence token is never accepted.
-
-    The server takes text, not token ids, and tokenizes it canonically. When our tokens are not
-    the canonical tokenization of their text (a model may emit "\n" then "    " where the tokenizer
-    would write "\n    "), a position is scored on the server's tokenization of the same text: the
-    big model's distribution after that text, not after our exact token history. Greedy output
-    through this server therefore agrees with the local big model closely but not always exactly
-    (the tests measure it); `biglittle serve` and vLLM take token ids and are exact."""
-    name = "llama-cpp"
-
-    def __init__(self, http: Http, model: str, tokenizer: "_LocalTokenizer | None"):
-        self.http, self.model, self.tokenizer = http, model, tokenizer
-        self.single_rows = 0       # rows that needed a request of their own (see score)
-        self.retokenized_rows = 0  # of those, rows whose text the server tokenized differently
-
-    def tokenize(self, text: str) -> list[int] | None:
-        return self.http.call("POST", "/extras/tokenize", {"input": text})["tokens"]
-
-    def _echo(self, ids: list[int], top_k: int) -> dict:
-        body = {"model": self.model, "prompt": self.tokenizer.text(ids), "max_tokens": 1, "temperature": 0.0,
-                "echo": True, "logprobs": top_k}
-        try:
-            return self.http.call("POST", "/v1/completions", body)["choices"][0]["logprobs"]
-        except (KeyError, TypeError, IndexError) as e:
-            raise _malformed("logprobs", e) from None
-
-    def _ids(self, entry: dict) -> dict[int, float]:
-        out = {}
-        for piece, value in entry.items():
-            tid = self.tokenizer.piece_id(piece)
-            if tid is not None:
-                out[tid] = float(value)
-        return out
-
-    def score(self, ids: list[int], start: int, top_k: int) -> Rows:
-        if self.tokenizer is None:
-            raise RemoteError("llama-cpp-python's server takes text prompts only: load the remote model with "
-                              "tokenizer_from=<the small model> so token ids can be turned into text")
-        if start < 1:
-            raise RemoteError("llama-cpp-python's server gives no distribution after the first token; "
-                              "use a prompt of two or more tokens")
-        lp = self._echo(ids, top_k)
-        try:
-            pieces, tops = lp["tokens"], lp["top_logprobs"]
-        except (KeyError, TypeError) as e:
-            raise _malformed("echo logprobs", e) from None
-        same = self.tokenizer.common_prefix(ids, pieces)  # the server's tokens agree with ours up to here
-        rows_top = []
-        for pos in range(start, len(ids)):
-            entry = dict(tops[pos] or {}) if pos < same else {}
-            if len(entry) > top_k:
-                entry.pop(pieces[pos], None)  # the spurious entry (repair 2)
-                rows_top.append(self._ids(entry))
-            else:  # re-tokenized differently, or the spurious entry hid a genuine one: ask for this row alone
-                rows_top.append(self._row_alone(ids[: pos + 1], top_k))
-        given = [rows_top[i].get(ids[start + i + 1]) for i in range(len(rows_top) - 1)] + [None]
-        return Rows(rows_top, given)
-
-    def _row_alone(self, prefix: list[int], top_k: int) -> dict[int, float]:
-        """The distribution after the last token of prefix, from one completion without echo."""
-        self.single_rows += 1
-        body = {"model": self.model, "prompt": self.tokenizer.text(prefix), "max_tokens": 1, "temperature": 0.0,
-                "logprobs": top_k}
-        resp = self.http.call("POST", "/v1/completions", body)
-        try:
-            entry = resp["choices"][0]["logprobs"]["top_logprobs"][0]
-        except (KeyError, TypeError, IndexError) as e:
-            raise _malformed("logprobs", e) from None
-        if resp.get("usage", {}).get("prompt_tokens") != len(prefix):
-            self.retokenized_rows += 1  # scored on the server's own tokenization of the same text
-        return self._ids(entry)
+from ..tokens import TOKENIZER_PROBE
+from .remote_dialects import BiglittleDialect, LlamaCppServerDialect, Rows, VllmDialect
+from .remote_transport import Http, malformed
 
 
 class RemoteSession:
@@ -366,8 +165,8 @@ def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=N
     if vocab is None:
         raise ModelSpecError(f"{spec}: cannot tell the vocabulary size; pass tokenizer_from=<small model>")
     if local is not None:
-        server_ids = dialect.tokenize(PROBE_TEXT)
-        if server_ids is not None and list(server_ids) != list(local.encode(PROBE_TEXT)):
+        server_ids = dialect.tokenize(TOKENIZER_PROBE)
+        if server_ids is not None and list(server_ids) != list(local.encode(TOKENIZER_PROBE)):
             raise VocabMismatchError(f"{base}#{model_id} tokenizes text differently from the small model; "
                                      "big–little decoding needs one shared tokenizer")
     eos = _eos_ids(spec, eos_token_ids, cards[model_id], tokenizer_from)
@@ -393,7 +192,7 @@ def _eos_ids(spec: str, given, card: dict, tokenizer_from) -> frozenset[int]:
         try:
             return frozenset(int(t) for t in reported)
         except (TypeError, ValueError) as e:
-            raise _malformed("eos_token_ids in /v1/models", e) from None
+            raise malformed("eos_token_ids in /v1/models", e) from None
     if tokenizer_from is not None:
         return frozenset(tokenizer_from.eos_token_ids)
     raise ModelSpecError(f"{spec}: the server does not report the model's end-of-sequence token ids, so a "
