@@ -118,6 +118,8 @@ def main():
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("--methods", default="speculative:draft=4;bild")
     ap.add_argument("--out", default="remote.json")
+    ap.add_argument("--read-timeout", type=float, default=300.0,
+                    help="seconds to wait for one scoring request (a long prefill on a busy CPU is slow)")
     args = ap.parse_args()
 
     engine = (VllmEngine if args.engine == "vllm" else BiglittleEngine)(args)
@@ -135,7 +137,8 @@ def main():
             procs.append(proxy)
             url = f"http://127.0.0.1:{pport}"
             wait_ready(url, proxy, path="/v1/models")
-            remote = bl.load_model(f"remote:{url}#{engine.model}", tokenizer_from=small)
+            remote = bl.load_model(f"remote:{url}#{engine.model}", tokenizer_from=small,
+                                   read_timeout=args.read_timeout)
             base_s, busy, counts = timed(engine, remote, lambda: [engine.baseline(url, ids, args.tokens)
                                                                   for ids in prompts])
             n_base = sum(counts)
