@@ -80,10 +80,12 @@ class HFSession:
         if n == 0:
             raise ValueError("extend needs at least one token")
         keep = n if keep is None else max(1, min(keep, n))
-        # the cache object is updated in place by the forward pass
-        out = self._model.net(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=keep)
+        out = self._forward(ids, keep)  # the cache object is updated in place by the forward pass
         self._len += n
         return logp_rows(out.logits[0, -keep:])
+
+    def _forward(self, ids: torch.Tensor, keep: int):
+        return self._model.net(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=keep)
 
     def truncate(self, n: int) -> None:
         if not 0 <= n <= self._len:

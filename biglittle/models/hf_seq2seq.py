@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ModelSpecError, PromptError
 from .device import resolve_device
-from .hf import DTYPES, HFModel, HFTokenizer, logp_rows
+from .hf import DTYPES, HFModel, HFSession, HFTokenizer
 from .source_bound import check_source
 
 
@@ -38,7 +38,10 @@ class Seq2SeqTokenizer(HFTokenizer):
                              "prompt and drop --chat / chat=True")
 
 
-class HFSeq2SeqSession:
+class HFSeq2SeqSession(HFSession):
+    """An HFSession on the decoder side: the source is encoded once, when the session opens, and
+    every decoder step reads that output; truncate crops the self-attention half of the cache only."""
+
     def __init__(self, model: "HFSeq2SeqModel", source_ids: Sequence[int]):
         from transformers import DynamicCache, EncoderDecoderCache
 
@@ -48,30 +51,13 @@ class HFSeq2SeqSession:
             self._encoded = model.net.get_encoder()(input_ids=src, return_dict=True)
         cfg = model.net.config
         self._cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
+        self._stuck: list[str] = []
         self._len = 0
 
-    def __len__(self) -> int:
-        return self._len
-
-    @torch.inference_mode()
-    def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self._model.device)
-        n = ids.shape[1]
-        if n == 0:
-            raise ValueError("extend needs at least one token")
-        keep = n if keep is None else max(1, min(keep, n))
-        # passing encoder_outputs skips the encoder; the cache is updated in place
-        out = self._model.net(encoder_outputs=self._encoded, decoder_input_ids=ids, cache=self._cache,
-                              use_cache=True)
-        self._len += n
-        return logp_rows(out.logits[0, -keep:])
-
-    def truncate(self, n: int) -> None:
-        if not 0 <= n <= self._len:
-            raise ValueError(f"cannot truncate a session of {self._len} positions to {n}")
-        if n < self._len:
-            self._cache.crop(n - self._len)  # crops the self-attention half only; a negative count removes that many
-            self._len = n
+    def _forward(self, ids: torch.Tensor, keep: int):
+        # passing encoder_outputs skips the encoder
+        return self._model.net(encoder_outputs=self._encoded, decoder_input_ids=ids, cache=self._cache,
+                               use_cache=True)
 
 
 class HFSeq2SeqModel(HFModel):
