@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny seeded models built once per test session."""
+"""Shared fixtures: tiny seeded models built once per test session, and the real catalog
+models that several slow modules use, each loaded once per session on first use."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 
 import pytest
@@ -53,3 +56,53 @@ def text_pair(tiny_dir):
 @pytest.fixture(scope="session")
 def prompt():
     return [3, 1, 4, 1, 5, 9, 2, 6]
+
+
+# ---------------------------------------------------------------- real catalog models (slow tests)
+# Loaded lazily (only a slow test asking for one loads it) and once per session. Only the small
+# llama.cpp models live here; the multi-GB HF fp32 copies are scoped to the tests that need them
+# (tests/test_real_models.py), so the suite's peak memory stays under 8 GB.
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """SmolLM2-135M on llama.cpp (98 MB; another tokenizer than Qwen's)."""
+    from biglittle import catalog
+
+    catalog.ensure("smollm2-135m")
+    return bl.load_model("gguf:smollm2-135m", n_ctx=512)
+
+
+@pytest.fixture(scope="session")
+def qwen_pulled():
+    from biglittle import catalog
+
+    catalog.pull("qwen-coder")
+
+
+@pytest.fixture(scope="session")
+def qwen_small(qwen_pulled):
+    """Qwen2.5-Coder-0.5B Q4 on llama.cpp: the real pair's drafter. 1024 positions are plenty for
+    the tests and take 0.6 GB loaded; the default 4096 take 1.0 GB."""
+    return bl.load_model("gguf:qwen2.5-coder-0.5b", n_ctx=1024)
+
+
+def release_memory() -> None:
+    """Collect what the finished tests dropped and hand freed heap pages back to the OS
+    (glibc keeps them otherwise, and the resident size would only ever grow)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS): nothing to trim
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    yield
+    # pytest has now torn down what only this test used (and a module's or class's fixtures after
+    # its last test) and dropped the test's arguments. Models hold reference cycles, so they stay
+    # until a collection: run one after each real-model test, before the next loads more. (Not
+    # after every test: with torch loaded a full collection takes a few hundred ms.)
+    if item.get_closest_marker("slow"):
+        release_memory()

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import biglittle as bl
-from biglittle import catalog
 
 pytestmark = pytest.mark.slow
 
@@ -15,9 +14,9 @@ TEXT = "def add(a, b):\n    return a + b\n\nprint(add(2, 3))"
 
 
 @pytest.fixture(scope="module")
-def model():
-    catalog.ensure("smollm2-135m")
-    return bl.load_model("gguf:smollm2-135m", n_ctx=512)
+def model(smol):
+    """conftest's session copy (n_ctx=512), shared with the other slow modules."""
+    return smol
 
 
 @pytest.fixture(scope="module")

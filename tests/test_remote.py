@@ -132,7 +132,6 @@ def test_bad_remote_spec():
 
 # ---------------------------------------------------------------- a real llama-cpp-python server
 
-SMOL = "smollm2-135m"
 PROMPTS = ["def add(a, b):\n    return", "The capital of France is", "for i in range(10):"]
 
 
@@ -151,10 +150,8 @@ def start_llama_server(path: str):
 
 
 @pytest.fixture(scope="module")
-def smol_path():
-    from biglittle import catalog
-
-    return str(catalog.ensure(SMOL))
+def smol_path(smol):
+    return smol.path
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +163,9 @@ def llama_server(smol_path):
 
 
 @pytest.fixture(scope="module")
-def local_smol(smol_path):
-    return bl.load_model(f"gguf:{smol_path}")
+def local_smol(smol):
+    """conftest's session copy (n_ctx=512: these prompts and answers are a few dozen tokens)."""
+    return smol
 
 
 @pytest.mark.slow
