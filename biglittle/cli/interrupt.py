@@ -26,7 +26,7 @@ GRACE_S = 3.0
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 _temp_paths: set[str] = set()
-_state = {"catching": False, "raised": False}
+_state = {"catching": False, "raised": 0}  # raised: the signal number once Interrupted was raised
 _exit_lock = threading.Lock()
 
 
@@ -51,7 +51,7 @@ def install() -> None:
 
 def _on_signal(signum, frame):
     if _state["catching"] and not _state["raised"]:
-        _state["raised"] = True
+        _state["raised"] = signum
         watchdog = threading.Timer(GRACE_S, exit_now, (signum,))
         watchdog.daemon = True
         watchdog.start()
@@ -69,6 +69,11 @@ def catching():
         exit_now(e.signum)
     finally:
         _state["catching"] = False
+        if _state["raised"]:
+            # the exception was swallowed and the command ran to its end (or to sys.exit): it still
+            # ends as interrupted. Python only logs what a ctypes callback raises (llama.cpp's log
+            # callback runs Python code during loading, so the handler often runs there), or a __del__.
+            exit_now(_state["raised"])
 
 
 def exit_now(signum: int) -> None:
