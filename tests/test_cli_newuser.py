@@ -93,7 +93,7 @@ def test_models_list_in_a_pipe_is_tab_separated_and_whole():
     r = run("models", "list", env={"COLUMNS": "40"})
     assert r.returncode == 0
     lines = r.stdout.splitlines()
-    assert lines[0].split("\t") == ["name", "model", "size", "source (PyPI)", "pulled"]
+    assert lines[0].split("\t") == ["name", "model", "size", "source", "pulled"]
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:] if "\t" in line}
     assert rows["qwen2.5-coder-0.5b"][1] == "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (vocab 151,936)"
     assert "qwen-coder" in rows

@@ -16,7 +16,7 @@ def _entries(name: str) -> list[catalog.ModelEntry]:
 
 @app.command("list")
 def list_models():
-    """The catalog: models and pairs, their PyPI source, size, and whether they are pulled."""
+    """The catalog: models and pairs, where each comes from (a PyPI package, or made here from another entry), size, and whether they are pulled."""
     rows = []
     for e in catalog.MODELS.values():
         st = catalog.verify(e.name, full=False)
@@ -25,7 +25,7 @@ def list_models():
     for p in catalog.PAIRS.values():
         rows.append([p.name, f"pair: {p.description}", "", f"small {p.small} + big {p.big}",
                      "yes" if all(catalog.verify(n, full=False).ok for n in (p.small, p.big)) else "no"])
-    print_table(f"biglittle models (cache: {catalog.cache_dir()})", ["name", "model", "size", "source (PyPI)", "pulled"],
+    print_table(f"biglittle models (cache: {catalog.cache_dir()})", ["name", "model", "size", "source", "pulled"],
                 rows)
     out.print("Use a name anywhere a model is expected (= gguf:<name>), or gguf:<name> / hf-gguf:<name>.")
 
