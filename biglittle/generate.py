@@ -7,10 +7,11 @@ model's start ids, so the loop and the policies run unchanged.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Iterator, Sequence
 
-from .decoding.result import Chunk, GenerationResult, Stats
+from .decoding.result import Chunk, GenerationResult, Stats, TokenLogprob
 from .decoding.sampling import Sampler
 from .decoding.text import TextTracker
 from .decoding.vocab_bridge import VocabBridge
@@ -24,7 +25,8 @@ from .tokens import same_tokenizer
 def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              seed: int | None = None, stop: str | Sequence[str] | None = None,
-             chat: bool = False, allow_topk_sampling: bool = False) -> GenerationResult:
+             chat: bool = False, allow_topk_sampling: bool = False,
+             logprobs: int | None = None) -> GenerationResult:
     """Generate up to `max_new_tokens` tokens after `prompt` with a small and a big model.
 
     prompt: a string (tokenized with the big model's tokenizer; chat=True applies its chat
@@ -37,11 +39,16 @@ def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: i
     global RNG; an integer makes sampled output reproducible.
     allow_topk_sampling: let a big model that reports only top-k log-probs (a remote server) be
     sampled from its renormalised top-k; without it such a model is greedy-only.
+    logprobs: None (the default) computes none; an integer n ≥ 0 fills result.logprobs (and each
+    Chunk's) with one decoding.result.TokenLogprob per returned token: its raw log-prob (temperature
+    1) and the n most likely alternatives, under the model whose decision kept it ("big" where the
+    big model verified or wrote it, "small" where the small model's token went unchecked; contrastive
+    decoding reports the big model's, a cascade or router the model that wrote the answer).
     """
     final = None
     for chunk in stream(small, big, prompt, policy=policy, max_new_tokens=max_new_tokens,
                         temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop, chat=chat,
-                        allow_topk_sampling=allow_topk_sampling):
+                        allow_topk_sampling=allow_topk_sampling, logprobs=logprobs):
         final = chunk.final
     assert final is not None
     return final
@@ -50,12 +57,16 @@ def generate(small, big, prompt, policy: Policy | None = None, max_new_tokens: i
 def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int = 64,
            temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, stop: str | Sequence[str] | None = None,
-           chat: bool = False, allow_topk_sampling: bool = False) -> Iterator[Chunk]:
+           chat: bool = False, allow_topk_sampling: bool = False,
+           logprobs: int | None = None) -> Iterator[Chunk]:
     """Like `generate`, but yields a Chunk each time tokens are committed (never tokens that a
     later rollback could take back). The last chunk carries the whole result in `.final`.
     Closing the iterator early stops the generation."""
     policy = BiLD() if policy is None else policy
     sampler = Sampler(temperature, top_k, top_p, seed)  # validates the sampling settings
+    check_logprobs(logprobs)
+    if logprobs is not None and not _takes(policy.run, "logprobs"):
+        raise ConfigError(f"policy {policy.name!r} does not report log-probs; drop logprobs=")
     shared = check_pair(small, big, policy.uses_small, policy.uses_big, f"policy {policy.name!r}")
     if not sampler.greedy and policy.uses_big and not getattr(big, "full_distribution", True) \
             and not allow_topk_sampling:
@@ -72,11 +83,13 @@ def stream(small, big, prompt, policy: Policy | None = None, max_new_tokens: int
     check_budget(prompt_ids, max_new_tokens, [m for m in (small, big) if m is not None], lead.vocab_size)
     bridge = None if shared else vocab_bridge(small, big, policy, sampler, prompt, chat, prompt_ids)
     stops = _stop_list(stop, lead)
-    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops, source_ids, bridge)
+    return _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops, source_ids, bridge,
+                             logprobs)
 
 
 def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tokens, stops,
-                      source_ids=None, bridge: VocabBridge | None = None) -> Iterator[Chunk]:
+                      source_ids=None, bridge: VocabBridge | None = None,
+                      logprobs: int | None = None) -> Iterator[Chunk]:
     """Run the policy; turn each commit into a Chunk (text, stop strings); the last one carries the result."""
     given = prompt_ids if source_ids is None else source_ids  # what the caller gave: the source, if any
     stats = Stats(policy=policy.describe(), prompt_tokens=len(given))
@@ -84,29 +97,46 @@ def _committed_chunks(small, big, lead, prompt_ids, policy, sampler, max_new_tok
     token_ids: list[int] = []
     origins: list[str] = []
     reasons: list[str] = []
+    lps: list[TokenLogprob] | None = None if logprobs is None else []
     t0 = time.perf_counter()
-    steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats, **({"bridge": bridge} if bridge else {}))
-    for new, who, why in steps:
+    # optional arguments only when used, so a policy written before them still runs
+    optional = {**({"bridge": bridge} if bridge else {}), **({"logprobs": logprobs} if logprobs is not None else {})}
+    steps = policy.run(small, big, prompt_ids, sampler, max_new_tokens, stats, **optional)
+    for step in steps:
+        new, who, why = step[0], step[1], step[2]
+        got = step[3] if len(step) > 3 else None
+        if lps is not None and (got is None or len(got) != len(new)):
+            raise ConfigError(f"policy {policy.name!r} does not report log-probs; drop logprobs=")
         keep, delta = text.add(new)
         token_ids += new[:keep]
         origins += who[:keep]
         reasons += why[:keep]
+        if lps is not None:
+            lps += got[:keep]  # a stop-string cut drops the log-probs of the tokens it drops
         if text.stopped:  # a stop string ended the text: stop the loop, this becomes the last chunk
             steps.close()
             stats.finish_reason = "stop"
-            last = Chunk(new[:keep], who[:keep], delta, reasons=why[:keep])
+            last = Chunk(new[:keep], who[:keep], delta, reasons=why[:keep],
+                         logprobs=None if lps is None else got[:keep])
             break
-        yield Chunk(new, who, delta, reasons=why)
+        yield Chunk(new, who, delta, reasons=why, logprobs=None if lps is None else got)
     else:
-        last = Chunk([], [], text.flush(), reasons=[])
+        last = Chunk([], [], text.flush(), reasons=[], logprobs=None if lps is None else [])
     stats.wall_s = time.perf_counter() - t0
     stats.count_output(origins)  # output counters: the returned tokens only (see Stats)
     last.final = GenerationResult(token_ids, origins, stats, text.text if lead.tokenizer else None,
-                                  list(given), reasons)
+                                  list(given), reasons, lps)
     yield last
 
 
 # ---------------------------------------------------------------- input checks
+
+def check_logprobs(logprobs) -> None:
+    """None, or an integer ≥ 0 (how many top alternatives each token's log-prob comes with)."""
+    if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool) or logprobs < 0):
+        raise ConfigError(f"logprobs must be None (none) or an integer ≥ 0 (the number of top alternatives "
+                          f"per token), got {logprobs!r}")
+
 
 def check_pair(small, big, needs_small: bool = True, needs_big: bool = True, who: str = "this policy") -> bool:
     """The models `who` needs are there. Returns whether they share one tokenizer (True when it
@@ -183,6 +213,12 @@ def check_budget(prompt_ids: list[int], max_new_tokens: int, models: list, vocab
             f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) is "
             f"{len(prompt_ids) + max_new_tokens} tokens, beyond the context window of {min(windows)}; "
             "shorten the prompt or lower max_new_tokens")
+
+
+def _takes(fn, name: str) -> bool:
+    """Whether fn accepts the keyword argument `name` (by name or through **kwargs)."""
+    params = inspect.signature(fn).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _stop_list(stop, model) -> list[str]:

@@ -115,7 +115,6 @@ def test_tokenize_is_size_limited(live):
     ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
     ("functions", [{"name": "f"}]), ("logit_bias", {"1": 5}), ("presence_penalty", 0.5),
     ("frequency_penalty", -1.0), ("n", 2), ("best_of", 3), ("echo", True), ("suffix", "end"),
-    ("logprobs", 2), ("top_logprobs", 3),
 ])
 def test_unsupported_fields_are_refused_by_name(live, field, value):
     r = post(live, "/v1/completions", {"model": MODEL, "prompt": "hi", "max_tokens": 2, field: value})

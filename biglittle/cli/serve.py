@@ -22,7 +22,8 @@ def serve(
     name: str = typer.Option("biglittle", help="The model name clients ask for."),
     max_queue: int = typer.Option(16, help="Requests waiting or running before new ones get 429."),
     timeout: float = typer.Option(300.0, help="Per-request time limit in seconds."),
-    max_logprobs: int = typer.Option(20, help="Most top log-probs per token a request may ask for (/v1/score top_k)."),
+    max_logprobs: int = typer.Option(20, help="Most top log-probs per token a request may ask for (/v1/score top_k, "
+                                                   "logprobs, top_logprobs)."),
     max_body_bytes: int = typer.Option(8 << 20, help="Largest request body; larger ones get 413 unread."),
     context: Optional[int] = typer.Option(None, "--context", help=CONTEXT_HELP, show_default=False),
     dtype: str = typer.Option("float32", help="Weights dtype for HF models."),

@@ -21,7 +21,7 @@ import torch
 from ..errors import RemoteError
 from .controller import Controller, SmallOnlyController
 from .lookup import PromptLookup
-from .result import Stats
+from .result import Commit, Stats, TokenLogprob
 from .sampling import Sampler
 from .schedules import RoundState
 from .session import TrackedSession
@@ -29,9 +29,10 @@ from .vocab_bridge import VocabBridge
 
 
 def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Sampler,
-           max_new_tokens: int, stats: Stats, bridge: VocabBridge | None = None
-           ) -> Iterator[tuple[list[int], list[str], list[str]]]:
-    """Yield (token_ids, origins, reasons) each time tokens are committed; updates `stats` in place.
+           max_new_tokens: int, stats: Stats, bridge: VocabBridge | None = None,
+           logprobs: int | None = None) -> Iterator[Commit]:
+    """Yield a Commit (token_ids, origins, reasons, logprobs) each time tokens are committed;
+    updates `stats` in place.
 
     small / big: the models the controller drives (None for one it does not use: small=None is
     the big model alone, or prompt lookup without a small model; big=None the small model alone).
@@ -41,7 +42,14 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
     draft copied by prompt lookup) or "big". reasons says why each token is there: "small",
     "copy", "correction" (the big model's token where it rejected a draft), "fallback" (the big
     model's token after the small one handed over), "big" (any other big-model token: big-only
-    steps, bonus tokens, step limits)."""
+    steps, bonus tokens, step limits).
+
+    logprobs: None (the default) computes nothing; an integer n ≥ 0 carries out each committed
+    token's TokenLogprob with its top-n alternatives, under the model whose decision kept it: the
+    big model's raw row where it verified (kept drafts, copies, its own tokens), the small model's
+    raw row where nothing verified (small-only, drafts committed unchecked, a lost remote big
+    model); None for an unverified token of a small model with another tokenizer (a bridge).
+    Each row is reduced to that at once: no whole row is kept."""
     # each model ends the text with its own EOS: drafts stop at the small model's, a big-model token at the big one's
     eos = {role: m.eos_token_ids if m is not None else frozenset() for role, m in (("small", small), ("big", big))}
     eos["copy"] = eos["big"]  # a copied token is kept only where the big model agrees
@@ -55,18 +63,23 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
         budget = max_new_tokens - produced
         state = RoundState(len(seq) - len(small_sess.tokens) if small_sess is not None else 0,
                            len(seq) - len(big_sess.tokens) if big_sess is not None else 0, budget)
-        draft = _copy(lookup, seq, state, ctl, budget, sampler, big) if lookup is not None else None
+        draft = _copy(lookup, seq, state, ctl, budget, sampler, big, logprobs) if lookup is not None else None
         if draft is None:
             limit = ctl.draft_limit(state)
             draft = _draft(small_sess, bridge.small_seq(seq) if bridge else seq,
-                           budget if limit is None else min(limit, budget), ctl, sampler, eos["small"], stats)
+                           budget if limit is None else min(limit, budget), ctl, sampler, eos["small"], stats,
+                           logprobs)
             if bridge is not None:  # the small model's tokens, as the big model's
-                draft = Draft(bridge.to_big(draft.tokens)[:budget], [], fell_back=draft.fell_back, timing=draft.timing)
+                tokens = bridge.to_big(draft.tokens)[:budget]
+                # no row of the big vocabulary scores them unless the big model verifies them
+                lps = None if logprobs is None else [TokenLogprob(None, [], "small") for _ in tokens]
+                draft = Draft(tokens, [], fell_back=draft.fell_back, timing=draft.timing, logprobs=lps)
         ends = len(draft.tokens) == budget or (draft.tokens and draft.tokens[-1] in eos[draft.source])
-        new, origins = list(draft.tokens), [draft.source] * len(draft.tokens)
+        new, origins, lps = list(draft.tokens), [draft.source] * len(draft.tokens), draft.logprobs
         if ctl.verifies and (ctl.can_reject or not ends):
             try:
-                new, origins = _verify(big_sess, seq, draft, ctl, sampler, budget, eos[draft.source], stats)
+                new, origins, lps = _verify(big_sess, seq, draft, ctl, sampler, budget, eos[draft.source], stats,
+                                            logprobs)
             except RemoteError as e:
                 if small_sess is None or getattr(big, "on_failure", "raise") != "small-only":
                     raise
@@ -91,7 +104,7 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
             small_sess.sync(bridge.small_seq(seq) if bridge else seq)
         if big_sess is not None:
             big_sess.sync(seq)
-        yield new, who, origins
+        yield Commit(new, who, origins, lps)
         if new and new[-1] in eos[who[-1]]:
             stats.finish_reason = "eos"
             return
@@ -106,9 +119,11 @@ class Draft:
     fell_back: bool = False         # the small model handed over (BiLD fallback)
     timing: dict = field(default_factory=dict)  # what drafting cost, for adaptive schedules
     copy_n: int = 0                 # for a copy: the length of the n-gram that matched
+    logprobs: list[TokenLogprob] | None = None  # when asked for: each draft's, as if committed unchecked
 
 
-def _copy(lookup: PromptLookup, seq, state: RoundState, ctl, budget: int, sampler, big) -> Draft | None:
+def _copy(lookup: PromptLookup, seq, state: RoundState, ctl, budget: int, sampler, big,
+          logprobs: int | None = None) -> Draft | None:
     """Tokens copied by prompt lookup, if the controller wants any verified this round."""
     lookup.catch_up(seq)
     tokens, n = lookup.propose(budget)
@@ -121,19 +136,23 @@ def _copy(lookup: PromptLookup, seq, state: RoundState, ctl, budget: int, sample
     # rejection, sample from p with x removed — the ordinary rejection rule with this q
     q_rows = list(torch.nn.functional.one_hot(torch.tensor(tokens[:k]), big.vocab_size).float()) \
         if not sampler.greedy else []
-    return Draft(tokens[:k], q_rows, source="copy", copy_n=n)
+    # a copy no model scored: it has a log-prob only once the big model verifies it
+    lps = None if logprobs is None else [TokenLogprob(None, [], "copy") for _ in tokens[:k]]
+    return Draft(tokens[:k], q_rows, source="copy", copy_n=n, logprobs=lps)
 
 
-def _draft(small_sess, seq, limit, ctl, sampler, eos, stats) -> Draft:
+def _draft(small_sess, seq, limit, ctl, sampler, eos, stats, logprobs: int | None = None) -> Draft:
     """Let the small model propose up to `limit` tokens; stop early on the policy's rules or EOS.
     Returns the drafts, their distributions, the time spent, and whether the small model handed over.
     Time is split into one-token draft steps and catching up on tokens it had not read (a prompt,
-    or tokens the big model wrote meanwhile), since the two cost very differently."""
+    or tokens the big model wrote meanwhile), since the two cost very differently.
+    logprobs: an integer n keeps each draft's raw small-model log-prob and top-n (see `decode`)."""
     drafts: list[int] = []
     q_rows: list[torch.Tensor] = []
+    lps: list[TokenLogprob] | None = None if logprobs is None else []
     timing = {"small_s": 0.0, "small_steps": 0, "feed_s": 0.0, "feed_n": 0}
     if small_sess is None or limit == 0:
-        return Draft(drafts, q_rows, timing=timing)
+        return Draft(drafts, q_rows, timing=timing, logprobs=lps)
     feed = small_sess.sync(seq, min_feed=1)
     while len(drafts) < limit:
         logp, dt = small_sess.extend(feed, keep=1)
@@ -146,19 +165,23 @@ def _draft(small_sess, seq, limit, ctl, sampler, eos, stats) -> Draft:
         probs = sampler.probs(logp[-1])
         if ctl.stop_before(probs):  # BiLD fallback: the unsure token is discarded
             stats.fallbacks += 1
-            return Draft(drafts, q_rows, fell_back=True, timing=timing)
+            return Draft(drafts, q_rows, fell_back=True, timing=timing, logprobs=lps)
         token = int(sampler.choose(logp[-1], probs))
         drafts.append(token)
         q_rows.append(probs)
+        if lps is not None:  # the raw row, not the processed probs
+            lps.append(TokenLogprob.from_row(logp[-1], token, logprobs, "small"))
         if token in eos or ctl.stop_after(probs):
             break
         feed = [token]
-    return Draft(drafts, q_rows, timing=timing)
+    return Draft(drafts, q_rows, timing=timing, logprobs=lps)
 
 
-def _verify(big_sess, seq, draft: Draft, ctl, sampler, budget, draft_eos, stats):
+def _verify(big_sess, seq, draft: Draft, ctl, sampler, budget, draft_eos, stats, logprobs: int | None = None):
     """One big forward pass over everything it has not seen; keep a prefix of the drafts plus its
-    token. Returns the committed tokens and the reason for each (see `decode`).
+    token. Returns the committed tokens, the reason for each (see `decode`) and, when `logprobs`
+    is an integer, each one's TokenLogprob under the big model (row i of its k + 1 rows scores
+    the token at position i), else None.
 
     Devices: every session hands back float32 CPU log-probs (models/base.py), so the small model's
     q rows and the big model's k + 1 rows meet on the CPU whichever devices the two models run on
@@ -181,4 +204,6 @@ def _verify(big_sess, seq, draft: Draft, ctl, sampler, budget, draft_eos, stats)
     if n < budget and not ended_on_eos:
         reason = "correction" if n < k else "fallback" if draft.fell_back else "big"
         new, origins = new + [nxt], origins + [reason]
-    return new, origins
+    lps = None if logprobs is None else \
+        [TokenLogprob.from_row(logp[i], t, logprobs, "big") for i, t in enumerate(new)]
+    return new, origins, lps

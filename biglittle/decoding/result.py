@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 
 @dataclass
@@ -71,6 +72,45 @@ class Stats:
 
 
 @dataclass
+class TokenLogprob:
+    """One committed token's log-prob, under the model whose decision kept it.
+
+    logprob: the raw log-softmax (temperature 1, no top-k/top-p) of the token under `model`'s
+      distribution at that position; None where no model of the output vocabulary scored it (a
+      small model of another tokenizer wrote it and nothing verified it).
+    top: the `top` most likely tokens of that same row, [(token id, log-prob), ...], best first.
+    model: "big" where the big model verified or wrote the token (kept drafts, copied tokens,
+      corrections, bonus tokens), "small" where the small model's token was committed without a
+      check (small-only, unverified drafts, a lost remote big model)."""
+    logprob: float | None
+    top: list[tuple[int, float]]
+    model: str
+
+    @classmethod
+    def from_row(cls, row, token: int, top: int, model: str) -> "TokenLogprob":
+        """Reduce a log-prob row [vocab] (a tensor) to the token's log-prob and its top-`top`, at once:
+        the whole row is never kept."""
+        k = min(top, row.shape[-1])
+        alts = []
+        if k > 0:
+            values, ids = row.topk(k)
+            alts = [(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist())]
+        return cls(float(row[token]), alts, model)
+
+    def to_dict(self) -> dict:
+        return {"logprob": self.logprob, "top": [list(t) for t in self.top], "model": self.model}
+
+
+class Commit(NamedTuple):
+    """What the decode loop (and every policy's `run`) yields each time tokens are committed.
+    logprobs is None unless log-probs were asked for; then one TokenLogprob per token."""
+    token_ids: list[int]
+    origins: list[str]
+    reasons: list[str]
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
 class GenerationResult:
     token_ids: list[int]
     origins: list[str]          # per new token: "small", "copy" (prompt lookup) or "big"
@@ -80,10 +120,15 @@ class GenerationResult:
     # per new token, why it is there: "small", "correction" (big replaced a rejected draft),
     # "fallback" (big took over from an unsure small model) or "big" (any other big token)
     reasons: list[str] = field(default_factory=list)
+    # per new token, its TokenLogprob (aligned with token_ids); None unless logprobs= was asked for
+    logprobs: list[TokenLogprob] | None = None
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "token_ids": self.token_ids, "origins": self.origins,
-                "reasons": self.reasons, "stats": self.stats.to_dict()}
+        d = {"text": self.text, "token_ids": self.token_ids, "origins": self.origins,
+             "reasons": self.reasons, "stats": self.stats.to_dict()}
+        if self.logprobs is not None:
+            d["logprobs"] = [lp.to_dict() for lp in self.logprobs]
+        return d
 
 
 @dataclass
@@ -96,3 +141,4 @@ class Chunk:
     text: str = ""
     final: GenerationResult | None = None
     reasons: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None  # this chunk's tokens' log-probs, when asked for

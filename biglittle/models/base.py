@@ -51,6 +51,9 @@ class Tokenizer(Protocol):
         ending with the prompt for the assistant's turn."""
         ...
 
+    # optional: token_bytes(token_id) -> bytes, one token's raw bytes (the server's log-prob
+    # "bytes"); without it, the UTF-8 of the token decoded alone
+
 
 @runtime_checkable
 class Model(Protocol):

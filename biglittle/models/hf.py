@@ -37,6 +37,38 @@ class HFTokenizer:
     def decode(self, token_ids: Sequence[int], skip_special: bool = True) -> str:
         return self.tok.decode(list(token_ids), skip_special_tokens=skip_special)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """One token's raw bytes, also where it ends inside a character (decoded alone it reads
+        U+FFFD): byte-level BPE pieces through GPT-2's byte table, SentencePiece byte pieces
+        (<0xNN>); any other token the UTF-8 of its text."""
+        piece = self.tok.convert_ids_to_tokens(int(token_id))
+        if isinstance(piece, str):
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                try:
+                    return bytes([int(piece[3:5], 16)])
+                except ValueError:
+                    pass
+            decoder = getattr(getattr(self.tok, "backend_tokenizer", None), "decoder", None)
+            if type(decoder).__name__ == "ByteLevel" and all(c in _BYTE_OF_CHAR for c in piece):
+                return bytes(_BYTE_OF_CHAR[c] for c in piece)
+        return self.decode([token_id], skip_special=False).encode("utf-8")
+
+
+def _gpt2_byte_table() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the character that stands for each byte, inverted."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
+
+
+_BYTE_OF_CHAR = _gpt2_byte_table()
+
     def apply_chat(self, messages: list[dict]) -> list[int]:
         if not getattr(self.tok, "chat_template", None):
             raise ModelSpecError("this model's tokenizer has no chat template; drop --chat / chat=True")

@@ -47,6 +47,10 @@ class LlamaCppTokenizer:
     def decode(self, token_ids: Sequence[int], skip_special: bool = True) -> str:
         return self._llm.detokenize(list(token_ids), special=not skip_special).decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """One token's raw bytes, also where it ends inside a character."""
+        return bytes(self._llm.detokenize([int(token_id)], special=True))
+
     def apply_chat(self, messages: list[dict]) -> list[int]:
         if not self.chat_template:
             raise ModelSpecError("this GGUF has no chat template (tokenizer.chat_template); drop --chat / chat=True")

@@ -23,12 +23,14 @@ class Policy:
     # can draft through a decoding.vocab_bridge.VocabBridge (greedy only)
     drafts_across_vocabularies = True
 
-    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats, bridge=None):
-        """Yield (token_ids, origins, reasons) each time tokens are committed, updating `stats`
-        in place (see decoding.loop.decode for what origins and reasons hold)."""
+    def run(self, small, big, prompt_ids, sampler: Sampler, max_new_tokens: int, stats, bridge=None,
+            logprobs: int | None = None):
+        """Yield a decoding.result.Commit (token_ids, origins, reasons, logprobs) each time tokens
+        are committed, updating `stats` in place (see decoding.loop.decode for what they hold).
+        logprobs: None computes none; an integer n carries each token's log-prob and top-n out."""
         small, big = (small if self.uses_small else None), (big if self.uses_big else None)
         return decode(small, big, prompt_ids, self.start(pair_memory(small, big)), sampler, max_new_tokens, stats,
-                      bridge if small is not None and big is not None else None)
+                      bridge if small is not None and big is not None else None, logprobs)
 
     def describe(self) -> str:
         args = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))  # type: ignore[arg-type]

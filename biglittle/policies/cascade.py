@@ -17,7 +17,9 @@ Scorers:
 threshold = −inf always keeps the small answer; +inf always escalates (then the small model
 is not run at all). Nothing is yielded before the decision, so a stream never shows an answer
 that is then thrown away. The small model's work on a discarded answer still counts in
-small_calls / small_sess. stats.extra records who answered and why.
+small_calls / small_sess. stats.extra records who answered and why. Log-probs (when asked for)
+are those of the model that wrote the answer: the small model's for a kept small answer, the
+big model's once the cascade has escalated.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..decoding.result import Commit, TokenLogprob
 from ..decoding.session import TrackedSession
 from ..errors import ConfigError, RemoteError
 from ..numbers import from_json_number, json_number
@@ -44,8 +47,9 @@ def reduce_logps(values: Sequence[float], reduce: str) -> float:
 
 
 def write_alone(tracked: TrackedSession, feed: list[int], sampler, max_new_tokens: int, eos,
-                first_row: torch.Tensor | None = None) -> Iterator[tuple[int, float]]:
-    """One model writes on its own: yield (token, its raw log-prob) until EOS or the budget.
+                first_row: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """One model writes on its own: yield (token, the raw log-prob row [vocab] it was picked from)
+    until EOS or the budget (row[token] is the token's log-prob; reduce the row at once, not keep it).
 
     feed: the tokens the session still has to see before the first new token (the prompt, for
     a fresh session). first_row: the distribution of the first new token, if a caller already
@@ -56,7 +60,7 @@ def write_alone(tracked: TrackedSession, feed: list[int], sampler, max_new_token
         if row is None:
             row = tracked.extend(feed, keep=1)[0][-1]
         token = int(sampler.choose(row))
-        yield token, float(row[token])
+        yield token, row
         if token in eos:
             return
         feed, row = [token], None
@@ -93,22 +97,25 @@ class Cascade(Policy):
             raise ConfigError(f"reduce must be one of {', '.join(REDUCES)}, got {self.reduce!r}")
         object.__setattr__(self, "threshold", from_json_number(self.threshold, "threshold"))
 
-    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
-        """Yield (token_ids, origins, reasons): the kept small answer in one piece, or the big
-        model's answer token by token once the cascade has escalated."""
+    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats, logprobs: int | None = None):
+        """Yield Commits: the kept small answer in one piece, or the big model's answer token by
+        token once the cascade has escalated (log-probs, when asked for, of the model that wrote it)."""
         extra = stats.extra
         extra.update(scorer=self.scorer, reduce=self.reduce, threshold=json_number(self.threshold))
         if self.threshold == math.inf:
             extra.update(answered_by="big", score=None, small_answer_tokens=0,
                          reason="threshold is +inf: always escalate (the small model is not run)")
-            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
+            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats, logprobs)
             return
 
         small_sess = TrackedSession(small.session(), "small", stats)
         answer, logps = [], []
-        for token, logp in write_alone(small_sess, list(prompt_ids), sampler, max_new_tokens, small.eos_token_ids):
+        kept: list[TokenLogprob] | None = None if logprobs is None else []
+        for token, row in write_alone(small_sess, list(prompt_ids), sampler, max_new_tokens, small.eos_token_ids):
             answer.append(token)
-            logps.append(logp)
+            logps.append(float(row[token]))
+            if kept is not None:
+                kept.append(TokenLogprob.from_row(row, token, logprobs, "small"))
         stats.rounds += 1
         stats.drafted += len(answer)
         extra["small_answer_tokens"] = len(answer)
@@ -133,21 +140,24 @@ class Cascade(Policy):
             extra.update(answered_by="small", reason=why)
             stats.accepted += len(answer)
             stats.finish_reason = "eos" if answer[-1] in small.eos_token_ids else "length"
-            yield answer, ["small"] * len(answer), ["small"] * len(answer)
+            yield Commit(answer, ["small"] * len(answer), ["small"] * len(answer), kept)
             return
         extra.update(answered_by="big", reason=f"score {score:.4g} < threshold {self.threshold:g}")
         stats.rollbacks += 1
-        yield from big_answer(big, big_sess, prompt_ids, sampler, max_new_tokens, stats)
+        yield from big_answer(big, big_sess, prompt_ids, sampler, max_new_tokens, stats, logprobs)
 
 
-def big_answer(big, big_sess: TrackedSession | None, prompt_ids, sampler, max_new_tokens, stats):
-    """The big model answers alone, token by token (reusing its scoring pass's prompt cache)."""
+def big_answer(big, big_sess: TrackedSession | None, prompt_ids, sampler, max_new_tokens, stats,
+               logprobs: int | None = None):
+    """The big model answers alone, token by token (reusing its scoring pass's prompt cache);
+    yields Commits, with the big model's log-probs when `logprobs` is an integer."""
     big_sess = big_sess or TrackedSession(big.session(), "big", stats)
     feed = big_sess.sync(list(prompt_ids), min_feed=1)
     stats.finish_reason = "length"
-    for token, _ in write_alone(big_sess, feed, sampler, max_new_tokens, big.eos_token_ids):
+    for token, row in write_alone(big_sess, feed, sampler, max_new_tokens, big.eos_token_ids):
         stats.rounds += 1
-        yield [token], ["big"], ["big"]
+        lps = None if logprobs is None else [TokenLogprob.from_row(row, token, logprobs, "big")]
+        yield Commit([token], ["big"], ["big"], lps)
         if token in big.eos_token_ids:
             stats.finish_reason = "eos"
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..decoding.result import Commit, TokenLogprob
 from ..decoding.sampling import greedy_token
 from ..decoding.session import TrackedSession
 from ..errors import ConfigError
@@ -45,7 +46,8 @@ class Contrastive(Policy):
 
     Every new token is reported as the big model's ("big"): the big model's plausible set
     decides what may be written, and the small model only steers away from its own tastes.
-    Both models run every step: for quality, not speed.
+    Both models run every step: for quality, not speed. Log-probs (when asked for) are the big
+    (expert) model's raw log-probs of the chosen tokens.
     """
     alpha: float = 0.1
     small_temperature: float = 1.0
@@ -58,8 +60,9 @@ class Contrastive(Policy):
         if check_number("small_temperature", self.small_temperature) <= 0:
             raise ConfigError(f"small_temperature must be a finite number > 0, got {self.small_temperature!r}")
 
-    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
-        """Yield (token_ids, origins, reasons) one token at a time; both models step together."""
+    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats, logprobs: int | None = None):
+        """Yield a Commit one token at a time; both models step together. Its log-prob (when
+        `logprobs` is an integer) is the big model's raw one, with the big model's top-n."""
         if not sampler.greedy:
             raise ConfigError("contrastive decoding is greedy: use temperature=0")
         big_sess = TrackedSession(big.session(), "big", stats)
@@ -76,7 +79,8 @@ class Contrastive(Policy):
             stats.rounds += 1
             stats.new_tokens = produced
             stats.extra["changed_from_big_greedy"] = changed
-            yield [token], ["big"], ["big"]
+            lps = None if logprobs is None else [TokenLogprob.from_row(big_row, token, logprobs, "big")]
+            yield Commit([token], ["big"], ["big"], lps)
             if token in big.eos_token_ids:
                 stats.finish_reason = "eos"
                 return

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from ..decoding.result import Stats
+from ..decoding.result import Commit, Stats, TokenLogprob
 from ..decoding.sampling import Sampler
 from ..decoding.session import TrackedSession
 from ..errors import ConfigError
@@ -189,8 +189,9 @@ class Router(Policy):
         return f"router:path={self.path},threshold={self.threshold}" if self.path else \
             f"router:threshold={self.threshold}"
 
-    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats):
-        """Yield (token_ids, origins, reasons) after one small pass over the prompt decides who answers."""
+    def run(self, small, big, prompt_ids, sampler, max_new_tokens, stats, logprobs: int | None = None):
+        """Yield Commits after one small pass over the prompt decides who answers; log-probs (when
+        `logprobs` is an integer) are those of the model it chose."""
         small_sess = TrackedSession(small.session(), "small", stats)
         logp = small_sess.extend(list(prompt_ids), keep=len(prompt_ids))[0]
         feats = features_from_logp(prompt_ids, logp)
@@ -199,12 +200,13 @@ class Router(Policy):
         stats.extra.update(answered_by="big" if to_big else "small", p_big=p, threshold=json_number(self.threshold),
                            features=dict(zip(FEATURES, feats)))
         if to_big:
-            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats)
+            yield from big_answer(big, None, prompt_ids, sampler, max_new_tokens, stats, logprobs)
             return
         stats.finish_reason = "length"
         eos = small.eos_token_ids
-        for token, _ in write_alone(small_sess, [], sampler, max_new_tokens, eos, first_row=logp[-1]):
+        for token, row in write_alone(small_sess, [], sampler, max_new_tokens, eos, first_row=logp[-1]):
             stats.rounds += 1
-            yield [token], ["small"], ["small"]
+            lps = None if logprobs is None else [TokenLogprob.from_row(row, token, logprobs, "small")]
+            yield Commit([token], ["small"], ["small"], lps)
             if token in eos:
                 stats.finish_reason = "eos"

@@ -10,6 +10,21 @@ overrides the server's default policy for one request ("policy" may be a full sp
 OpenAI `usage` plus a "biglittle" block with the generation's stats (and per-token origins and
 reasons on request).
 
+Log-probs, as OpenAI: chat `"logprobs": true` with `"top_logprobs": N` gives each choice
+{"logprobs": {"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob",
+"bytes"}, ...]}, ...]}}; completions `"logprobs": N` gives {"tokens", "token_logprobs",
+"top_logprobs": [{token: logprob}, ...], "text_offset"}; N is 0 … --max-logprobs, top_logprobs
+without logprobs=true is a 400. Streamed, each chunk carries its own tokens' entries. Each value is
+the raw log-prob (temperature 1) under the model whose decision kept the token: the big model's
+where it verified or wrote the token (kept drafts, copies, corrections, bonus tokens: speculative
+decoding and BiLD's checked rounds), the small model's where the small model's token was committed
+unchecked (small-only; BiLD with rollback=inf, whose last round, filling the budget or ending on
+EOS, needs no check; a remote big model lost mid-answer); contrastive decoding reports the big
+model's, a cascade or router the model that wrote the answer. An unchecked token of a small model
+with another tokenizer has "logprob": null (no row of the output vocabulary scored it). Token
+strings are each token id decoded alone; "bytes" are the token's raw bytes (whole even where the
+token ends inside a character and its string reads U+FFFD).
+
 /v1/score request:  {"model": str, "token_ids": [int, ...], "start": int = 0, "top_k": int = 20}
 /v1/score response: {"model", "vocab_size", "start", "rows": [{"position": p, "next_token": id|null,
                      "next_logprob": float|null, "top": [[id, logprob], ...]}, ...],
@@ -19,10 +34,11 @@ reasons on request).
 
 Limits (each refused in OpenAI's error shape): the API key (Authorization: Bearer only; /health
 and the page are open, /docs and /openapi.json are not) and the body size (--max-body-bytes, 413)
-are checked by middleware before a body is read; /v1/score's top_k is at most --max-logprobs;
+are checked by middleware before a body is read; /v1/score's top_k and a generation's
+logprobs / top_logprobs are at most --max-logprobs;
 at most 4 stop strings; /v1/tokenize text is size-limited and tokenized off the event loop.
 OpenAI fields the server does not do (tools, logit_bias, penalties, n > 1, best_of, echo, suffix,
-logprobs, response_format other than text) are refused with 400 naming the field.
+response_format other than text) are refused with 400 naming the field.
 
 schemas.py holds the request bodies, errors.py the error shapes and handlers, streaming.py the
 answer of a generation (events or one body), routes.py the handlers; this module assembles them.

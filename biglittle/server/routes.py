@@ -62,6 +62,10 @@ def make_job(request: Request, body: CompletionBody, prompt, chat: bool) -> Job:
     policy = request_policy(engine, body.biglittle)
     options = dict(max_new_tokens=body.token_budget(), temperature=body.temperature or 0.0, top_k=body.top_k,
                    top_p=body.top_p, seed=body.seed, stop=body.stop)
+    top = body.logprobs_wanted()  # None: no log-probs
+    if top is not None:
+        check_top(request, top, "top_logprobs" if chat else "logprobs")
+        options["logprobs"] = top
     return Job(prompt, policy, options, chat=chat, timeout_s=engine.timeout_s)
 
 

@@ -22,9 +22,7 @@ DEFAULT_MAX_TOKENS = 128
 # Each maps to the values that mean "not used" (for which the field is accepted).
 REFUSED = {"tools": (None, []), "tool_choice": (None, "none"), "functions": (None, []), "function_call": (None, "none"),
            "logit_bias": (None, {}), "presence_penalty": (None, 0, 0.0), "frequency_penalty": (None, 0, 0.0),
-           "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""), "n": (None, 1),
-           # not yet: the loop does not carry each committed token's log-prob out (see the server docs)
-           "logprobs": (None, False), "top_logprobs": (None, 0)}
+           "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""), "n": (None, 1)}
 
 
 class StreamOptions(BaseModel):
@@ -46,6 +44,7 @@ class CompletionBody(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     response_format: dict | None = None
+    logprobs: int | None = None  # completions: how many top alternatives per token (0 = the token's own only)
     biglittle: Overrides = Field(default_factory=Overrides)
 
     def refuse_unsupported(self) -> None:
@@ -56,6 +55,16 @@ class CompletionBody(BaseModel):
                 raise ApiError(400, f"{name}={extra[name]!r} is not supported by this server", param=name)
         if self.response_format and self.response_format.get("type", "text") != "text":
             raise ApiError(400, "only response_format {\"type\": \"text\"} is supported", param="response_format")
+
+    def logprobs_wanted(self) -> int | None:
+        """How many alternatives per token the request wants with its log-probs; None for none.
+        Checked against --max-logprobs by the route."""
+        if "top_logprobs" in (self.model_extra or {}) and self.model_extra["top_logprobs"] is not None:
+            raise ApiError(400, "top_logprobs is a chat field; completions take logprobs=N (the number of "
+                           "alternatives)", param="top_logprobs")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise ApiError(400, "logprobs must be ≥ 0", param="logprobs")
+        return self.logprobs
 
     def token_budget(self) -> int:
         """max_completion_tokens (OpenAI's newer name) or max_tokens, checked."""
@@ -106,3 +115,12 @@ class Message(BaseModel):
 class ChatBody(CompletionBody):
     prompt: Any = None
     messages: list[Message]
+    logprobs: bool | None = None     # chat: return each token's log-prob ...
+    top_logprobs: int | None = None  # ... with this many alternatives (needs logprobs=true)
+
+    def logprobs_wanted(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
+        if self.top_logprobs is not None and self.top_logprobs < 0:
+            raise ApiError(400, "top_logprobs must be ≥ 0", param="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None

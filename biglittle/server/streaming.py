@@ -34,10 +34,61 @@ class JobStream(StreamingResponse):
             self.on_close()
 
 
-def text_choice(text: str, chat: bool, finish: str | None) -> dict:
+def text_choice(text: str, chat: bool, finish: str | None, logprobs: dict | None = None) -> dict:
     if chat:
-        return {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
-    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+        choice = {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        return choice
+    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}
+
+
+class LogprobFormat:
+    """Committed tokens' TokenLogprobs in OpenAI's shapes, token strings from the output tokenizer
+    (each token id decoded alone, special tokens kept, so a token ending inside a character reads
+    U+FFFD) and "bytes" the token's raw bytes where the tokenizer gives them (`token_bytes`), else
+    the UTF-8 of its string. A token no model of the output vocabulary scored (an unchecked draft
+    of a small model with another tokenizer) has logprob null."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._strings: dict[int, str] = {}
+        self._bytes: dict[int, list[int]] = {}
+        self.offset = 0  # completions' text_offset: characters of token strings so far
+
+    def string(self, token_id: int) -> str:
+        if token_id not in self._strings:
+            self._strings[token_id] = str(token_id) if self.tokenizer is None else \
+                self.tokenizer.decode([token_id], skip_special=False)
+        return self._strings[token_id]
+
+    def raw(self, token_id: int) -> list[int]:
+        if token_id not in self._bytes:
+            get = getattr(self.tokenizer, "token_bytes", None)
+            self._bytes[token_id] = list(get(token_id) if get else self.string(token_id).encode("utf-8"))
+        return self._bytes[token_id]
+
+    def entry(self, token_id: int, logprob) -> dict:
+        return {"token": self.string(token_id), "logprob": logprob, "bytes": self.raw(token_id)}
+
+    def chat(self, token_ids: list[int], lps) -> dict:
+        """{"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]}"""
+        return {"content": [{**self.entry(t, lp.logprob), "top_logprobs": [self.entry(i, v) for i, v in lp.top]}
+                            for t, lp in zip(token_ids, lps)]}
+
+    def completion(self, token_ids: list[int], lps) -> dict:
+        """{"tokens", "token_logprobs", "top_logprobs": [{token: logprob}], "text_offset"}; offsets
+        continue from the previous call's (a stream's chunks)."""
+        tokens, offsets = [], []
+        for t in token_ids:
+            tokens.append(self.string(t))
+            offsets.append(self.offset)
+            self.offset += len(tokens[-1])
+        return {"tokens": tokens, "token_logprobs": [lp.logprob for lp in lps],
+                "top_logprobs": [{self.string(i): v for i, v in lp.top} for lp in lps], "text_offset": offsets}
+
+    def format(self, chat: bool, token_ids: list[int], lps) -> dict:
+        return self.chat(token_ids, lps) if chat else self.completion(token_ids, lps)
 
 
 def sse(obj: dict) -> str:
@@ -129,6 +180,9 @@ class GenerationRun:
         self.created = int(time.time())
         self.events = self.engine.submit(job)
         self.finished = False
+        # log-probs asked for: format them with the tokenizer of the tokens written
+        out_model = self.engine.big if job.policy.uses_big or self.engine.small is None else self.engine.small
+        self.logprobs = LogprobFormat(out_model.tokenizer) if job.options.get("logprobs") is not None else None
 
     def finish(self) -> None:
         """Once per job, however it ends: stop the worker (a no-op if it is done) and free the
@@ -177,11 +231,13 @@ class GenerationRun:
                                           "reasons": value.reasons, "pieces": texts}
                     seen.extend(value.token_ids)
                     shown += "".join(texts)
-                if value.text or extra:
+                lps = self.logprobs.format(self.chat, value.token_ids, value.logprobs) \
+                    if self.logprobs is not None and value.token_ids else None
+                if value.text or extra or lps:
                     if value.text and not got_text:
                         got_text = True
                         self.metrics.first_token.observe(time.monotonic() - self.t0)
-                    yield sse(self.envelope(text_choice(value.text, self.chat, None), **extra))
+                    yield sse(self.envelope(text_choice(value.text, self.chat, None, lps), **extra))
                 # a client that goes away surfaces here as a closed generator (its next send fails)
                 kind, value = await next_event(self.events, self.job)
             yield self.last_event(kind, value, shown)
@@ -216,6 +272,8 @@ class GenerationRun:
         result = value
         self.record(result)
         choice = {"index": 0, "finish_reason": finish_reason(result), "logprobs": None}
+        if self.logprobs is not None:
+            choice["logprobs"] = self.logprobs.format(self.chat, result.token_ids, result.logprobs)
         if self.chat:
             choice["message"] = {"role": "assistant", "content": result.text}
         else:
