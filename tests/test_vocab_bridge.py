@@ -76,3 +76,21 @@ def test_token_id_prompts_cannot_cross_vocabularies(pairs):
     big, same, _, _ = pairs
     with pytest.raises(bl.VocabMismatchError, match="text prompt"):
         bl.generate(same, big, [1, 2, 3], policy=bl.Speculative())
+
+
+def test_a_big_token_whose_id_is_the_small_models_eos_does_not_end_the_text(pairs):
+    """Bridged drafts are big-model token ids: a kept draft whose id happens to be one of the small
+    model's EOS ids (SmolLM2's <|im_end|> is 2, Qwen's '#') must not end the text (found on the
+    real pair: the answer stopped after a '#')."""
+    big, same, _, _ = pairs
+    ref = bl.generate(None, big, PROMPTS[0], policy=bl.BigOnly(), max_new_tokens=N)
+    collide = ref.token_ids[N // 2]  # a token the big model writes mid-text
+    assert collide not in big.eos_token_ids
+    own = same.eos_token_ids
+    try:
+        same.eos_token_ids = frozenset(own | {collide})
+        r = bl.generate(same, big, PROMPTS[0], policy=bl.Speculative(draft=4), max_new_tokens=N)
+    finally:
+        same.eos_token_ids = own
+    assert r.token_ids == ref.token_ids
+    assert r.stats.finish_reason == ref.stats.finish_reason

@@ -53,6 +53,9 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
     # each model ends the text with its own EOS: drafts stop at the small model's, a big-model token at the big one's
     eos = {role: m.eos_token_ids if m is not None else frozenset() for role, m in (("small", small), ("big", big))}
     eos["copy"] = eos["big"]  # a copied token is kept only where the big model agrees
+    small_own_eos = eos["small"]  # what ends the small model's drafting, in its own token ids
+    if bridge is not None:  # its drafts reach the loop as big-model tokens: judge them by the big model's EOS
+        eos["small"] = eos["big"]
     small_sess = TrackedSession(small.session(), "small", stats) if small is not None else None
     big_sess = TrackedSession(big.session(), "big", stats) if big is not None else None
     lookup = PromptLookup(ctl.lookup_ngram) if ctl.lookup_ngram and big is not None else None
@@ -67,7 +70,7 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
         if draft is None:
             limit = ctl.draft_limit(state)
             draft = _draft(small_sess, bridge.small_seq(seq) if bridge else seq,
-                           budget if limit is None else min(limit, budget), ctl, sampler, eos["small"], stats,
+                           budget if limit is None else min(limit, budget), ctl, sampler, small_own_eos, stats,
                            logprobs)
             if bridge is not None:  # the small model's tokens, as the big model's
                 tokens = bridge.to_big(draft.tokens)[:budget]

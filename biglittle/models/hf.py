@@ -53,6 +53,14 @@ class HFTokenizer:
                 return bytes(_BYTE_OF_CHAR[c] for c in piece)
         return self.decode([token_id], skip_special=False).encode("utf-8")
 
+    def apply_chat(self, messages: list[dict]) -> list[int]:
+        if not getattr(self.tok, "chat_template", None):
+            raise ModelSpecError("this model's tokenizer has no chat template; drop --chat / chat=True")
+        out = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(out, dict) or hasattr(out, "keys"):  # BatchEncoding in some versions
+            out = out["input_ids"]
+        return list(out)
+
 
 def _gpt2_byte_table() -> dict[str, int]:
     """GPT-2's byte-level BPE alphabet: the character that stands for each byte, inverted."""
@@ -68,14 +76,6 @@ def _gpt2_byte_table() -> dict[str, int]:
 
 
 _BYTE_OF_CHAR = _gpt2_byte_table()
-
-    def apply_chat(self, messages: list[dict]) -> list[int]:
-        if not getattr(self.tok, "chat_template", None):
-            raise ModelSpecError("this model's tokenizer has no chat template; drop --chat / chat=True")
-        out = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(out, dict) or hasattr(out, "keys"):  # BatchEncoding in some versions
-            out = out["input_ids"]
-        return list(out)
 
 
 def croppable_cache(net):
