@@ -22,8 +22,8 @@ import vllm_server  # noqa: E402
 pytestmark = pytest.mark.slow
 
 N = 10  # tokens per generation: each big call re-scores the whole sequence (no prefix cache with prompt_logprobs)
-PROMPTS = ['def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
-           "# Check whether a string is a palindrome, ignoring case.\ndef is_palindrome(s):"]
+# one prompt: every token through a CPU vLLM costs a scoring request that re-reads the sequence
+PROMPTS = ['def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n']
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def first_difference(got: list[int], ref: list[int], tops: list[dict[int, float]
 @pytest.mark.parametrize("policy", [bl.BigOnly(), bl.Speculative(draft=4)], ids=["big-only", "speculative"])
 def test_greedy_through_vllm_equals_vllm_greedy(remote, qwen_small, references, policy):
     big_only = isinstance(policy, bl.BigOnly)
-    for ids, ref, tops in references[:1] if big_only else references:  # big-only: a request per token
+    for ids, ref, tops in references:
         got = bl.generate(None if big_only else qwen_small, remote, ids, policy=policy, max_new_tokens=N).token_ids
         assert got == ref, first_difference(got, ref, tops)
 
@@ -153,7 +153,7 @@ def test_server_stopping_mid_generation_degrades_or_raises(vllm, qwen_small):
     # a request caught by the shutdown waits for its read timeout: that bounds the wait
     degrade = connect(vllm, qwen_small, on_failure="small-only", retries=1, read_timeout=60)
     strict = connect(vllm, qwen_small, retries=1, read_timeout=60)
-    ids = qwen_small.tokenizer.encode(PROMPTS[1])
+    ids = qwen_small.tokenizer.encode("# Check whether a string is a palindrome, ignoring case.\ndef is_palindrome(s):")
     loaded = degrade.http.requests  # connecting took some requests already
 
     def stop_after_two_calls():
