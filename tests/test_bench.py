@@ -84,6 +84,18 @@ def test_loop_figures_are_consistent(bench_run):
     assert rows["hf-assisted"]["alpha"] is None  # a peer reports no loop statistics
 
 
+def test_decode_phase_speedup_leaves_out_each_prompt_read(bench_run):
+    _, _, rows, samples = bench_run
+    base = [s for s in samples if s.method == "big"]
+    group = [s for s in samples if s.method == "speculative:draft=3"]
+    assert all(0 < s.stats["prompt_s"] <= s.stats["wall_s"] for s in base + group)
+    decode = lambda ss: sum(s.wall_s - s.stats["prompt_s"] for s in ss)  # noqa: E731
+    assert rows["speculative:draft=3"]["decode_speedup"] == pytest.approx(decode(base) / decode(group))
+    assert rows["big"]["decode_speedup"] == pytest.approx(1.0)
+    assert rows["small"]["decode_speedup"] is None  # no big model: no moment the prompt was read by it
+    assert rows["hf-assisted"]["decode_speedup"] is None  # a peer reports no loop statistics
+
+
 def test_report_validates_and_is_written(bench_run, tmp_path):
     config, task, rows, samples = bench_run
     report = build_report(config, list(rows.values()), samples)

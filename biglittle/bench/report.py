@@ -42,7 +42,7 @@ SCHEMA = {
             "properties": {
                 "task": {"type": "string"}, "method": {"type": "string"}, "n": {"type": "integer"},
                 "new_tokens": {"type": "integer"}, "time_s": {"type": "number"},
-                "tokens_per_s": _num, "speedup": _num, "speedup_median": _num,
+                "tokens_per_s": _num, "speedup": _num, "speedup_median": _num, "decode_speedup": _num,
                 "quality": {"type": "object", "additionalProperties": {"type": "number"}},
                 "quality_delta": {"type": "object", "additionalProperties": {"type": "number"}},
                 "agreement": {"type": "number"}, "exact_match": {"type": "number"},
@@ -91,8 +91,8 @@ def validate(report: dict) -> None:
     jsonschema.validate(report, SCHEMA)
 
 
-def _fmt(value, spec: str = ".2f") -> str:
-    return "–" if value is None else format(value, spec)
+def _fmt(value, spec: str = ".2f", unit: str = "") -> str:
+    return "–" if value is None else format(value, spec) + unit
 
 
 def markdown(report: dict) -> str:
@@ -105,19 +105,20 @@ def markdown(report: dict) -> str:
         rows = [r for r in report["results"] if r["task"] == task]
         metric_keys = list(rows[0]["quality"])
         lines += [f"## {task}", "",
-                  "| method | tok/s | speedup | quality | Δ vs big | agree | acc/big call | big calls/tok | small share | α | c | bound | eff. |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| method | tok/s | speedup | decode | quality | Δ vs big | agree | acc/big call | big calls/tok | small share | α | c | bound | eff. |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             q = ", ".join(f"{k} {v:.2f}" for k, v in r["quality"].items()) or "–"
             dq = ", ".join(f"{r['quality_delta'][k]:+.2f}" for k in metric_keys if k in r["quality_delta"]) or "–"
             lines.append(
-                f"| `{r['method']}` | {_fmt(r['tokens_per_s'], '.1f')} | {_fmt(r['speedup'])}× | {q} | {dq} | "
+                f"| `{r['method']}` | {_fmt(r['tokens_per_s'], '.1f')} | {_fmt(r['speedup'])}× | "
+                f"{_fmt(r.get('decode_speedup'), '.2f', '×')} | {q} | {dq} | "
                 f"{r['agreement']:.0%} | {_fmt(r['accepted_per_big_call'])} | {_fmt(r['big_calls_per_token'])} | "
                 f"{_fmt(r['small_share'], '.0%')} | {_fmt(r['alpha'])} | {_fmt(r['c'])} | {_fmt(r['bound'])} | "
                 f"{_fmt(r['efficiency'], '.0%')} |")
         lines.append("")
     lines += ["speedup: big-only time / method time on the same prompts in this run (warm-up first, median "
-              "of repeats). agree: share of token positions equal to big-only's output. acc/big call: drafted "
+              "of repeats); decode: the same after each one's big model has read the prompt. agree: share of token positions equal to big-only's output. acc/big call: drafted "
               "tokens kept per big-model call. α: accepted / drafted; c: small-call time / big-call time; "
               "bound: (1−α^(γ+1)) / ((1−α)(γc+1)) at the mean draft length γ; eff.: speedup / bound.", ""]
     return "\n".join(lines)

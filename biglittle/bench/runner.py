@@ -96,6 +96,7 @@ def summarize(task, examples, samples: list[Sample], method_specs: list[str]) ->
             "tokens_per_s": tokens / time_s if time_s else None,
             "speedup": base_time / time_s if time_s else None,
             "speedup_median": statistics.median(b.wall_s / s.wall_s for b, s in zip(base, group)),
+            "decode_speedup": _decode_speedup(base, group),
             "quality": quality,
             "quality_delta": {k: v - base_quality[k] for k, v in quality.items() if k in base_quality},
             "agreement": statistics.mean(agreement(s.token_ids, b.token_ids)["agreement"] for s, b in zip(group, base)),
@@ -105,6 +106,17 @@ def summarize(task, examples, samples: list[Sample], method_specs: list[str]) ->
         row["efficiency"] = row["speedup"] / row["bound"] if row.get("bound") and row["speedup"] else None
         rows.append(row)
     return rows
+
+
+def _decode_speedup(base: list[Sample], group: list[Sample]) -> float | None:
+    """Big-only time / method time after each one's big model has read the prompt (the decode
+    phase: on long prompts reading them is most of the time, and the same for every method);
+    None where a run has no such moment (a method without a big model, a policy with its own loop)."""
+    def decode_time(samples):
+        prompt = [s.stats.get("prompt_s") for s in samples]
+        return None if None in prompt else sum(s.wall_s - p for s, p in zip(samples, prompt))
+    b, m = decode_time(base), decode_time(group)
+    return b / m if b and m else None
 
 
 def _sum_stats(group: list[Sample]) -> dict:

@@ -13,6 +13,7 @@ Baselines are the same loop: big-only drafts nothing, small-only never verifies.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
@@ -61,6 +62,7 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
     lookup = PromptLookup(ctl.lookup_ngram) if ctl.lookup_ngram and big is not None else None
     seq = list(prompt_ids)
     produced = 0
+    t_start = time.perf_counter()
     stats.finish_reason = "length"
     while produced < max_new_tokens:
         budget = max_new_tokens - produced
@@ -95,6 +97,8 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
             stats.drafted += len(draft.tokens)
             stats.accepted += len(draft.tokens)
         stats.rounds += 1
+        if stats.prompt_s is None and stats.big_calls:  # the big model has read the prompt
+            stats.prompt_s = time.perf_counter() - t_start
         seq += new
         produced += len(new)
         who = [o if o in ("small", "copy") else "big" for o in origins]
