@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import torch
 
+from biglittle.models.hf import gpt2_byte_chars
+
+# GPT-2's printable stand-in character for each byte (the library's own table)
+byte_to_char = gpt2_byte_chars
+
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<assistant>{% endif %}")
-
-
-def byte_to_char() -> dict[int, str]:
-    """GPT-2's printable stand-in character for each byte."""
-    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
 
 
 def make_tokenizer(path: str, permute: bool = False) -> None:

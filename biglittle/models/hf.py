@@ -62,8 +62,8 @@ class HFTokenizer:
         return list(out)
 
 
-def _gpt2_byte_table() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet: the character that stands for each byte, inverted."""
+def gpt2_byte_chars() -> dict[int, str]:
+    """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = {}, 0
     for b in range(256):
@@ -72,10 +72,10 @@ def _gpt2_byte_table() -> dict[str, int]:
         else:
             chars[b] = chr(256 + extra)
             extra += 1
-    return {c: b for b, c in chars.items()}
+    return chars
 
 
-_BYTE_OF_CHAR = _gpt2_byte_table()
+_BYTE_OF_CHAR = {c: b for b, c in gpt2_byte_chars().items()}
 
 
 def croppable_cache(net):
