@@ -138,8 +138,9 @@ class TestHFBig:
                 res = bl.generate(small, hf_big, prompt, policy=policy, max_new_tokens=HF_TOKENS)
                 assert res.token_ids == ref.token_ids, (name, prompt)
                 kept[name] += res.stats.accepted
-        # each drafter really did part of the work (lookup: the rewrite copies the given function)
-        assert all(kept.values()), kept
+        # each drafter really did part of the work (lookup: the rewrite copies the given function);
+        # BiLD with fallback > 1 always hands over, so it checks that path of the loop instead
+        assert kept.pop("bild") == 0 and all(kept.values()), kept
 
     def test_mixed_backends_share_one_tokenizer(self, qwen_small, hf_big):
         text = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # Grüße, 你好!"
