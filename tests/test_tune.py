@@ -2,6 +2,7 @@
 what the cascade really does; its config file drives generate. Ranking by the clock, the quality
 floor with bootstrap intervals, and the bootstrap itself: tests/test_tune_measured.py."""
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -126,6 +127,7 @@ def test_cli_tune_on_the_code_task_and_on_a_prompts_file(text_pair, tmp_path):
     assert data["task"] == "code" and data["settings"]["prompts"] == 2 and data["settings"]["chat"] is True
     assert {c["spec"].split(":")[0] for c in data["candidates"]} == {"small", "cascade", "bild", "speculative", "big"}
     assert data["costs"]["small_call_s"] > 0 and "chosen:" in res.stderr
+    assert re.search(r"^tuning: (\d+)/\1 runs, \d+ s, ", res.stderr, re.M), res.stderr  # progress, not a tty
     assert data["settings"]["repeats"] == 1 and data["chosen"]["speedup"] > 0 and "decided" in data["decision"]
     assert any("drafter=lookup" in c["spec"] for c in data["candidates"])
     prompts = tmp_path / "p.jsonl"

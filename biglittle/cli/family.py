@@ -1,6 +1,7 @@
 """`biglittle router train` and `biglittle tune`: the query-level family on the command line."""
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Optional
 
@@ -142,7 +143,22 @@ def _tune_progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
+    if not err.is_terminal:  # a log or a pipe: a plain line every half minute instead of an invisible bar
+        yield _progress_lines(time.monotonic(), 30.0)
+        return
     with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn("{task.description}"), console=err, transient=True) as p:
         job = p.add_task("measuring per-call costs", total=None)
         yield lambda done, total, what: p.update(job, completed=done, total=total, description=what)
+
+
+def _progress_lines(start: float, every_s: float):
+    """tune's progress callback for a non-terminal stderr: 'tuning: done/total runs, elapsed, what'."""
+    last = [start]
+
+    def report(done: int, total: int, what: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or done == total:
+            last[0] = now
+            err.print(f"tuning: {done}/{total} runs, {now - start:.0f} s, {what}", soft_wrap=True)
+    return report
