@@ -5,10 +5,12 @@ the positions it returns (the last `keep`), so scoring k drafted tokens is one c
 removes KV-cache cells past n (llama_memory_seq_rm); the kept positions are never evaluated
 again.
 
-All sessions of one model share its llama.cpp context (one KV cache, one sequence). A session
-remembers its own tokens; when another session used the context in between, the first one's
-tokens are re-fed (only the part that differs from what the context holds) before it goes on.
-The decode loop uses one session per model at a time, so this never happens there.
+Each session keeps its own KV state: the context holds up to `n_seq` llama.cpp sequences in one
+unified cache (every sequence may use the whole context window), and a session owns one sequence
+id while it lives. Jobs that take turns (the server interleaves generations round by round) then
+switch for free. With more live sessions than sequences, the least recently used one gives its
+sequence up and re-feeds its tokens when it comes back; a dead session's cells stay until a new
+session or a full cache needs them.
 
 Block logits are not bit-identical to one-at-a-time logits in llama.cpp (different matrix
 kernels for 1 and for several rows); see scripts/measure_backends.py for how often the argmax
@@ -16,13 +18,20 @@ differs on this machine.
 """
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Sequence
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ModelSpecError
+from ..tokens import common_prefix
+
+
+DEFAULT_SEQUENCES = 16  # sessions with their own KV state at once: the server's default --max-queue
 
 
 class LlamaCppTokenizer:
@@ -82,6 +91,7 @@ class LlamaCppSession:
     def __init__(self, model: "LlamaCppModel"):
         self._model = model
         self.tokens: list[int] = []
+        self.seq: int | None = None   # the llama.cpp sequence id this session owns, if any
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -96,10 +106,10 @@ class LlamaCppSession:
         if len(self.tokens) + n > m.context_length:
             raise ValueError(f"the sequence ({len(self.tokens) + n} tokens) would not fit the llama.cpp "
                              f"context of {m.context_length}; load the model with a larger n_ctx")
-        m._attach(self)
-        logits = m._decode(ids, len(self.tokens), keep)
+        seq = m._attach(self)
+        logits = m._decode(ids, len(self.tokens), keep, seq)
         self.tokens += ids
-        m._ctx_tokens = list(self.tokens)
+        m._slots[seq].tokens = list(self.tokens)
         return torch.log_softmax(torch.from_numpy(logits), dim=-1)
 
     def truncate(self, n: int) -> None:
@@ -107,17 +117,26 @@ class LlamaCppSession:
             raise ValueError(f"cannot truncate a session of {len(self.tokens)} positions to {n}")
         del self.tokens[n:]
         m = self._model
-        if m._owner is self:
-            m._remove_from(n)
+        if self.seq is not None and m._slots[self.seq].owner() is self:
+            m._remove_from(self.seq, n)
+
+
+@dataclass
+class _Slot:
+    """One llama.cpp sequence: which session owns it, what its cells hold, when it was last used."""
+    owner: Callable[[], "LlamaCppSession | None"] = lambda: None   # a weak reference
+    tokens: list[int] = field(default_factory=list)
+    used: int = 0
 
 
 class LlamaCppModel:
     backend = "llama.cpp"
 
     def __init__(self, spec: str, path: str, n_ctx: int | None = None, threads: int | None = None,
-                 n_batch: int = 512, verbose: bool = False, **llama_kwargs):
+                 n_batch: int = 512, n_seq: int = DEFAULT_SEQUENCES, verbose: bool = False, **llama_kwargs):
         """n_ctx: the context window in tokens; None: the model's training context, capped by
-        memory (default_context). verbose: let llama.cpp's own log lines through to stderr."""
+        memory (default_context). n_seq: sessions that keep their own KV state at once (they share
+        the n_ctx cells). verbose: let llama.cpp's own log lines through to stderr."""
         from llama_cpp import Llama
         import llama_cpp
 
@@ -127,8 +146,18 @@ class LlamaCppModel:
         # all cores by default; on a machine shared with other busy processes, fewer threads
         # (BIGLITTLE_THREADS=1) avoid llama.cpp's spin-waiting threads stalling each other
         threads = threads or int(os.environ.get("BIGLITTLE_THREADS") or 0) or os.cpu_count() or 1
-        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+        if not 1 <= n_seq <= llama_cpp.llama_max_parallel_sequences():
+            raise ValueError(f"n_seq must be 1..{llama_cpp.llama_max_parallel_sequences()}, got {n_seq}")
+        n_batch = min(n_batch, n_ctx)
+        # flash attention skips other sequences' cells, so a session's numbers do not depend on
+        # what the others hold; without it they do (seen: 0.9 in a log-prob for the same tokens
+        # while another sequence held them), and an answer could change with the server's load
+        llama_kwargs.setdefault("flash_attn", True)
+        # Llama() makes a one-sequence context; it is replaced at once by the real one (below), so
+        # the first one is only n_batch cells
+        self.llm = Llama(model_path=path, n_ctx=n_batch, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
                          n_threads_batch=threads, logits_all=False, verbose=verbose, **llama_kwargs)
+        _replace_context(self.llm, n_ctx, n_seq, verbose)
         self._lib = llama_cpp
         self.vocab_size = int(self.llm.n_vocab())
         self.context_length = int(self.llm.n_ctx())
@@ -136,8 +165,8 @@ class LlamaCppModel:
         meta = self.llm.metadata or {}
         self.tokenizer = LlamaCppTokenizer(self.llm, meta.get("tokenizer.chat_template"))
         self.eos_token_ids = frozenset(_eog_ids(self.llm))
-        self._owner: LlamaCppSession | None = None
-        self._ctx_tokens: list[int] = []     # what the KV cache holds now
+        self._slots = [_Slot() for _ in range(n_seq)]
+        self._clock = itertools.count(1)
 
     def session(self) -> LlamaCppSession:
         return LlamaCppSession(self)
@@ -145,34 +174,56 @@ class LlamaCppModel:
     def __repr__(self) -> str:
         return f"LlamaCppModel({self.spec!r}, vocab={self.vocab_size})"
 
-    # -- the shared context
+    # -- the sequences
 
-    def _attach(self, session: LlamaCppSession) -> None:
-        """Make the KV cache hold exactly `session.tokens`, re-feeding only what differs."""
-        if self._owner is session and self._ctx_tokens == session.tokens:
-            self._remove_from(len(session.tokens))
-            return
-        have, want = self._ctx_tokens, session.tokens
-        n = 0
-        while n < min(len(have), len(want)) and have[n] == want[n]:
-            n += 1
-        self._remove_from(n)
-        self._owner = session
-        if n < len(want):
-            self._decode(want[n:], n, 0)
-        self._ctx_tokens = list(want)
+    def _attach(self, session: LlamaCppSession) -> int:
+        """Give `session` a sequence whose cells hold exactly its tokens (re-feeding only what
+        differs from what the sequence held) and return its id."""
+        seq = session.seq
+        if seq is None or self._slots[seq].owner() is not session:
+            seq = session.seq = self._claim(session)
+        slot = self._slots[seq]
+        slot.used = next(self._clock)
+        n = common_prefix(slot.tokens, session.tokens)
+        self._remove_from(seq, n)
+        if n < len(session.tokens):
+            self._decode(session.tokens[n:], n, 0, seq)
+        slot.tokens = list(session.tokens)
+        return seq
 
-    def _remove_from(self, n: int) -> None:
-        ok = self.llm._ctx.kv_cache_seq_rm(0, n, -1)
+    def _claim(self, session: LlamaCppSession) -> int:
+        """A free sequence (no live owner; the one sharing most of the session's tokens), else the
+        least recently used one, whose owner re-feeds when it comes back."""
+        free = [i for i, s in enumerate(self._slots) if s.owner() is None]
+        if free:
+            seq = max(free, key=lambda i: (common_prefix(self._slots[i].tokens, session.tokens),
+                                           -self._slots[i].used))
+        else:
+            seq = min(range(len(self._slots)), key=lambda i: self._slots[i].used)
+            self._slots[seq].owner().seq = None
+        self._slots[seq].owner = weakref.ref(session)
+        return seq
+
+    def _remove_from(self, seq: int, n: int) -> None:
+        ok = self.llm._ctx.kv_cache_seq_rm(seq, n, -1)
         if not ok:
             raise RuntimeError(f"{self.spec}: llama.cpp cannot truncate this model's cache "
                                "(recurrent models keep no per-position cache)")
-        del self._ctx_tokens[n:]
-        self.llm.n_tokens = n
+        del self._slots[seq].tokens[n:]
 
-    def _decode(self, ids: list[int], start: int, keep: int) -> np.ndarray:
-        """Feed ids at positions start.. in batches of n_batch; return float32 logits of the
-        last `keep` positions ([keep, vocab])."""
+    def _make_room(self, seq: int) -> bool:
+        """Empty the least useful other sequence (a dead session's first, then the least recently
+        used); False when no other sequence holds anything."""
+        held = [i for i, s in enumerate(self._slots) if i != seq and s.tokens]
+        if not held:
+            return False
+        victim = min(held, key=lambda i: (self._slots[i].owner() is not None, self._slots[i].used))
+        self._remove_from(victim, 0)
+        return True
+
+    def _decode(self, ids: list[int], start: int, keep: int, seq: int) -> np.ndarray:
+        """Feed ids to sequence `seq` at positions start.. in batches of n_batch; return float32
+        logits of the last `keep` positions ([keep, vocab])."""
         ctx, batch = self.llm._ctx, self.llm._batch
         out = np.empty((keep, self.vocab_size), dtype=np.float32)
         n = len(ids)
@@ -186,18 +237,40 @@ class LlamaCppModel:
             for i, tok in enumerate(chunk):
                 b.token[i] = tok
                 b.pos[i] = start + lo + i
-                b.seq_id[i][0] = 0
+                b.seq_id[i][0] = seq
                 b.n_seq_id[i] = 1
                 want = lo + i >= first_kept
                 b.logits[i] = want
                 wanted += want
-            ctx.decode(batch)
+            self._decode_batch(seq)
             if wanted:
                 arr = np.ctypeslib.as_array(ctx.get_logits(), shape=(wanted * self.vocab_size,))
                 out[row: row + wanted] = arr.reshape(wanted, self.vocab_size)
                 row += wanted
         self.llm.n_tokens = start + n
         return out
+
+    def _decode_batch(self, seq: int) -> None:
+        """llama_decode the prepared batch; when the cells are all taken by other sequences
+        (return code 1, nothing changed), empty one and try again."""
+        while True:
+            rc = self._lib.llama_decode(self.llm._ctx.ctx, self.llm._batch.batch)
+            if rc == 0:
+                return
+            if rc != 1 or not self._make_room(seq):
+                raise RuntimeError(f"{self.spec}: llama_decode returned {rc}" + (
+                    f" (the context of {self.context_length} cells is full)" if rc == 1 else ""))
+
+
+def _replace_context(llm, n_ctx: int, n_seq: int, verbose: bool) -> None:
+    """Give `llm` a context of n_ctx cells shared by n_seq sequences (a unified KV cache, so each
+    sequence may use all of it). llama-cpp-python's Llama() has no parameter for this."""
+    from llama_cpp import _internals
+
+    params = llm.context_params
+    params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx, n_seq, True
+    llm._ctx.close()
+    llm._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=verbose)
 
 
 # KV-cache budget of the default context: this share of the machine's memory, per model

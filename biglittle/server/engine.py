@@ -6,9 +6,8 @@ nothing from parallel forward passes), but not one whole request at a time: a ge
 one round (one committed chunk) per turn and then queues its next round behind whatever else is
 waiting, so jobs take turns at round granularity and a 3-token /v1/score call waits for at most
 one round of each running generation, never for a whole 1,000-token answer. Each generation keeps
-its own sessions (its own KV state) between turns. On llama.cpp the model has one context, so a
-turn that switches jobs re-feeds what the cache lacks for the next job's sequence (from the
-longest common prefix): the cost of fairness there.
+its own sessions (its own KV state) between turns, on llama.cpp too (a sequence id per session in
+one unified cache, models/llamacpp.py), so switching jobs re-reads nothing.
 
 `admit` bounds how many jobs may be waiting or running; the HTTP layer answers 429 when it says
 no. A generation hands its chunks to the event loop through an asyncio queue, checks its cancel
