@@ -139,7 +139,7 @@ def start_llama_server(path: str):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", "smol",
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--logits_all", "true",
-                             "--n_threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--n_threads", "1", "--flash_attn", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
