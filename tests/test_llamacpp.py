@@ -223,3 +223,11 @@ def test_generations_taking_turns_are_each_greedy(model):
 def test_vocab_mismatch_with_a_tiny_hf_model(model, small):
     with pytest.raises(bl.VocabMismatchError):
         bl.generate(small, model, [1, 2, 3], policy=bl.BiLD(), max_new_tokens=4)
+
+
+def test_the_server_gives_every_job_a_sequence(model):
+    """`serve` loads llama.cpp models with a sequence for every job it admits (load_one's sequences)."""
+    from biglittle.cli.common import load_one
+
+    m = load_one(model.spec, "float32", 256, False, "cpu", sequences=20)
+    assert len(m._slots) == 20 and m.context_length == 256

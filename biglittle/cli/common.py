@@ -104,13 +104,16 @@ def check_catalog_pair(small: Optional[str], big: Optional[str]) -> None:
             "tokenizer, and big–little decoding needs one; nothing was downloaded")
 
 
-def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool, device: Optional[str] = "auto"):
-    """One model; `context` sets a llama.cpp model's window, and caps the others' (never past what they were trained on)."""
+def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool, device: Optional[str] = "auto",
+             sequences: Optional[int] = None):
+    """One model; `context` sets a llama.cpp model's window, and caps the others' (never past what they
+    were trained on); `sequences` sets a llama.cpp model's n_seq."""
     from .. import catalog
     from ..models import load_model
 
     if spec.startswith("gguf:") or spec in catalog.MODELS:  # llama.cpp (a bare catalog name means gguf:)
-        return load_model(spec, dtype=dtype, n_ctx=context, verbose=verbose, device=device)
+        extra = {"n_seq": sequences} if sequences else {}
+        return load_model(spec, dtype=dtype, n_ctx=context, verbose=verbose, device=device, **extra)
     model = load_model(spec, dtype=dtype, device=device)
     if context:
         if model.context_length and context > model.context_length:
@@ -120,9 +123,11 @@ def load_one(spec: str, dtype: str, context: Optional[int], verbose: bool, devic
 
 
 def load_pair(small: Optional[str], big: Optional[str], needs_small: bool, needs_big: bool, dtype: str,
-              context: Optional[int] = None, verbose: bool = False, devices: tuple = ("auto", None, None)):
+              context: Optional[int] = None, verbose: bool = False, devices: tuple = ("auto", None, None),
+              sequences: Optional[int] = None):
     """Load the models a command needs, with a spinner (loading can take a while); the other one is None.
-    devices: (--device, --small-device, --big-device); a side's own device wins over --device."""
+    devices: (--device, --small-device, --big-device); a side's own device wins over --device.
+    sequences: how many sessions of a llama.cpp model keep their own KV state at once (the server's jobs)."""
     from .. import catalog
 
     if context is not None and context < 1:
@@ -137,8 +142,8 @@ def load_pair(small: Optional[str], big: Optional[str], needs_small: bool, needs
         if catalog_name(spec):  # fetch on first use, with progress bars, before the spinner
             catalog.ensure(catalog_name(spec), reporter=catalog.RichReporter(err), announce=catalog.announce)
     with err.status("loading models…"):
-        small_m = load_one(small, dtype, context, verbose, devices[1] or devices[0]) if small else None
-        big_m = load_one(big, dtype, context, verbose, devices[2] or devices[0]) if big else None
+        small_m = load_one(small, dtype, context, verbose, devices[1] or devices[0], sequences) if small else None
+        big_m = load_one(big, dtype, context, verbose, devices[2] or devices[0], sequences) if big else None
     return small_m, big_m
 
 

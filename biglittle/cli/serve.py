@@ -38,6 +38,7 @@ def serve(
     from ..errors import ConfigError
     from ..policies import parse_policy
     from ..server import Engine, Limits, create_app
+    from ..server.engine import SCORE_SESSIONS
 
     with user_errors():
         pol = parse_policy(policy)
@@ -45,8 +46,11 @@ def serve(
             raise ConfigError("--max-queue, --max-logprobs and --max-body-bytes must be ≥ 1 and --timeout > 0")
         if api_key is not None and not api_key.strip():
             raise ConfigError("--api-key is empty; give a key, or leave it out to serve without one")
+        # overrides may need both models; every job in flight, and the /v1/score prefix cache, keeps
+        # its own llama.cpp KV state (a sequence id; llama.cpp allows 256)
         small_m, big_m = load_pair(small, big, True, True, dtype, context, verbose,
-                                   devices=(device, small_device, big_device))  # overrides may need both models
+                                   devices=(device, small_device, big_device),
+                                   sequences=min(256, max_queue + SCORE_SESSIONS))
     app = create_app(Engine(small_m, big_m, pol, max_queue=max_queue, timeout_s=timeout), model_name=name,
                      api_key=api_key, limits=Limits(max_logprobs=max_logprobs, max_body_bytes=max_body_bytes))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",

@@ -33,6 +33,9 @@ from ..generate import stream
 from ..policies.base import Policy
 
 
+SCORE_SESSIONS = 4  # sessions kept for /v1/score clients that resend a growing sequence
+
+
 class QueueFull(Exception):
     pass
 
@@ -220,7 +223,7 @@ class Engine:
             return n
 
         best = max(self._score_sessions, key=shared, default=None)
-        if best is None or (shared(best) == 0 and len(self._score_sessions) < 4):
+        if best is None or (shared(best) == 0 and len(self._score_sessions) < SCORE_SESSIONS):
             best = TrackedSession(self.big.session(), "big", Stats())
             self._score_sessions.append(best)
         self._score_sessions.remove(best)
