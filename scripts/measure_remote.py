@@ -13,6 +13,8 @@ requests spent running, from its Prometheus metrics).
 
     python scripts/measure_remote.py --rtts 0,20,50,100 --tokens 48 --prompts 3 --out /tmp/remote.json
     python scripts/measure_remote.py --engine vllm --rtts 0,20,50 --out /tmp/remote-vllm.json
+    python scripts/measure_remote.py --task code-edit --rtts 0,50 \
+        --methods "speculative:drafter=lookup,schedule=auto;speculative:drafter=lookup,draft=8"
 """
 from __future__ import annotations
 
@@ -116,7 +118,9 @@ def main():
     ap.add_argument("--rtts", default="0,20,50,100")
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--prompts", type=int, default=3)
-    ap.add_argument("--methods", default="speculative:draft=4;bild")
+    ap.add_argument("--methods", default="speculative:draft=4;bild",
+                    help="policy specs separated by ';' (e.g. speculative:drafter=lookup,schedule=auto)")
+    ap.add_argument("--task", default="code", help="the prompts' task (code-edit: answers that copy their input)")
     ap.add_argument("--out", default="remote.json")
     ap.add_argument("--read-timeout", type=float, default=300.0,
                     help="seconds to wait for one scoring request (a long prefill on a busy CPU is slow)")
@@ -127,7 +131,7 @@ def main():
     try:
         target = engine.start()
         small = bl.load_model(args.small)
-        task = get_task("code")
+        task = get_task(args.task)
         prompts = [small.tokenizer.apply_chat(task.build_prompt(ex, True)) for ex in task.load(args.prompts)]
         rows = []
         for rtt in [float(x) for x in args.rtts.split(",")]:
@@ -158,7 +162,7 @@ def main():
                 print(json.dumps(rows[-1]), flush=True)
             proxy.terminate()
         with open(args.out, "w") as f:
-            json.dump({"engine": args.engine, "small": args.small, "big": args.big if args.engine == "biglittle"
+            json.dump({"engine": args.engine, "task": args.task, "small": args.small, "big": args.big if args.engine == "biglittle"
                        else f"{vllm_server.BIG} (bf16, vLLM)", "tokens": args.tokens, "prompts": args.prompts,
                        "rows": rows}, f, indent=1)
         print(f"| RTT | method | end-to-end s | speedup vs {engine.label} alone | big calls / token | "

@@ -226,8 +226,9 @@ def test_llama_server_greedy_equals_local_big_where_text_is_exact(llama_server, 
     top2 = logp.topk(2, dim=-1).values
     tie = next((i for i, (a, b) in enumerate(top2.tolist()) if a - b < 0.1), n)
     assert tie >= 8, "the reference answer should have a clear argmax for a while"
+    n = min(n, 16)  # each big call re-sends and re-scores the whole text: enough to show it
     got = bl.generate(local_smol if policy.uses_small else None, remote, prompt, policy=policy, max_new_tokens=n)
-    assert got.token_ids[:tie] == ref.token_ids[:tie]
+    assert got.token_ids[:min(tie, n)] == ref.token_ids[:min(tie, n)]
     print(f"{policy.name}: {sum(a == b for a, b in zip(got.token_ids, ref.token_ids))}/{n} tokens equal; "
           f"first near-tie at {tie}")
     assert remote.dialect.retokenized_rows == 0
