@@ -62,20 +62,10 @@ def test_extend_shapes_keep_and_log_probs(model, ids):
 def test_truncate_then_extend_reproduces_without_recomputing_kept_positions(model, ids):
     s = model.session()
     full = s.extend(ids)
-    fed = []
-    real_decode = model._decode
-
-    def counting_decode(chunk, start, keep, seq):
-        fed.append((len(chunk), start))
-        return real_decode(chunk, start, keep, seq)
-
-    model._decode = counting_decode
-    try:
+    with feeds(model) as fed:
         s.truncate(5)
         assert len(s) == 5
         again = s.extend(ids[5:])
-    finally:
-        del model._decode
     assert fed == [(len(ids) - 5, 5)], "only the new tokens are evaluated, at positions 5.."
     assert torch.allclose(again, full[5:], atol=2e-2)
     assert (again.argmax(-1) == full[5:].argmax(-1)).all()

@@ -109,7 +109,7 @@ class LlamaCppSession:
         seq = m._attach(self)
         logits = m._decode(ids, len(self.tokens), keep, seq)
         self.tokens += ids
-        m._slots[seq].tokens = list(self.tokens)
+        m._slots[seq].tokens += ids
         return torch.log_softmax(torch.from_numpy(logits), dim=-1)
 
     def truncate(self, n: int) -> None:
@@ -185,10 +185,10 @@ class LlamaCppModel:
         slot = self._slots[seq]
         slot.used = next(self._clock)
         n = common_prefix(slot.tokens, session.tokens)
-        self._remove_from(seq, n)
+        self._remove_from(seq, n)  # the slot now holds session.tokens[:n]
         if n < len(session.tokens):
             self._decode(session.tokens[n:], n, 0, seq)
-        slot.tokens = list(session.tokens)
+            slot.tokens += session.tokens[n:]
         return seq
 
     def _claim(self, session: LlamaCppSession) -> int:
@@ -247,7 +247,6 @@ class LlamaCppModel:
                 arr = np.ctypeslib.as_array(ctx.get_logits(), shape=(wanted * self.vocab_size,))
                 out[row: row + wanted] = arr.reshape(wanted, self.vocab_size)
                 row += wanted
-        self.llm.n_tokens = start + n
         return out
 
     def _decode_batch(self, seq: int) -> None:
