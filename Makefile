@@ -22,12 +22,12 @@ install: $(PY)
 	$(PIP) install -q -e '.[all]'
 
 # .venv-vllm: a real vLLM (CPU build) for tests/test_vllm.py, built once (skipped when complete), and the
-# bf16 folder of the big model it serves. Without network this step only warns: the vLLM tests then
+# bf16 folder of the model the tests serve (the 0.5B: scoring on a CPU vLLM is the tests' slowest part). Without network this step only warns: the vLLM tests then
 # fail in CI (CI=true) and are skipped elsewhere, saying why.
 install-test: install
 	$(PIP) install -q -e '.[all,dev]'
 	bash scripts/install-system-deps.sh test
-	$(PY) scripts/vllm_server.py install && $(PY) scripts/vllm_server.py model >/dev/null \
+	$(PY) scripts/vllm_server.py install && $(PY) scripts/vllm_server.py model --name qwen2.5-coder-0.5b >/dev/null \
 		|| echo "warning: could not build .venv-vllm or the model it serves; the vLLM tests cannot run" >&2
 
 # The main job: a real big–little generation on the embedded default pair.

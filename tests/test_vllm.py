@@ -1,5 +1,7 @@
 """The remote backend against a real vLLM (its CPU build, in .venv-vllm: scripts/vllm_server.py)
-serving the catalog's Qwen2.5-Coder 1.5B in bfloat16, with the local 0.5B as the small model.
+serving the catalog's Qwen2.5-Coder 0.5B in bfloat16 (VllmServer.for_tests: the cheapest real
+Qwen, ~3x faster to score than the 1.5B), with the local Q4 1.5B drafting for it: another model on
+purpose, so drafts are rejected and corrected through vLLM, not all accepted.
 
 One server for the module (start-up takes minutes). `make install-test` builds .venv-vllm; where it
 is missing these tests fail in CI (CI=true) and are skipped elsewhere, with the reason.
@@ -21,28 +23,30 @@ import vllm_server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-N = 10  # tokens per generation: each big call re-scores the whole sequence (no prefix cache with prompt_logprobs)
+N = 8  # tokens per generation: each big call re-scores the whole sequence (no prefix cache with prompt_logprobs)
 # one prompt: every token through a CPU vLLM costs a scoring request that re-reads the sequence
 PROMPTS = ['def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n']
 
 
 @pytest.fixture(scope="module")
-def vllm(tmp_path_factory):
+def vllm(launched_vllm, tmp_path_factory):
     if not vllm_server.installed():
         why = (f"{vllm_server.VENV} is missing or incomplete (no network when `make install-test` ran?); "
                "build it with `python scripts/vllm_server.py install`")
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(why)
         pytest.skip(why)
-    server = vllm_server.VllmServer(log_path=str(tmp_path_factory.mktemp("vllm") / "vllm.log"))
+    # conftest launches it right after collection when it can (start-up overlaps other tests)
+    server = launched_vllm or vllm_server.VllmServer.for_tests(log_path=str(tmp_path_factory.mktemp("vllm") / "vllm.log"))
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def qwen_small():
-    return bl.load_model("gguf:qwen2.5-coder-0.5b")
+def drafter(qwen_pulled):
+    """The drafter: the Q4 1.5B (same tokenizer as the served 0.5B, different answers)."""
+    return bl.load_model("gguf:qwen2.5-coder-1.5b", n_ctx=2048)
 
 
 def connect(server, small, **kw):
@@ -52,8 +56,8 @@ def connect(server, small, **kw):
 
 
 @pytest.fixture(scope="module")
-def remote(vllm, qwen_small):
-    return connect(vllm, qwen_small)
+def remote(vllm, drafter):
+    return connect(vllm, drafter)
 
 
 def vllm_generate(server, ids: list[int], n: int, top: int = 2) -> tuple[list[int], list[dict[int, float]]]:
@@ -66,17 +70,17 @@ def vllm_generate(server, ids: list[int], n: int, top: int = 2) -> tuple[list[in
 
 
 @pytest.fixture(scope="module")
-def references(vllm, qwen_small):
+def references(vllm, drafter):
     out = []
     for text in PROMPTS:
-        ids = qwen_small.tokenizer.encode(text)
+        ids = drafter.tokenizer.encode(text)
         out.append((ids, *vllm_generate(vllm, ids, N)))
     return out
 
 
-def test_dialect_is_detected_and_the_qwen_tokenizers_agree(remote, qwen_small):
+def test_dialect_is_detected_and_the_qwen_tokenizers_agree(remote, drafter):
     assert remote.dialect.name == "vllm"  # the tokenizer check (PROBE_TEXT) passed while loading
-    assert remote.vocab_size == qwen_small.vocab_size
+    assert remote.vocab_size == drafter.vocab_size
 
 
 def test_context_window_is_the_servers(remote):
@@ -93,11 +97,11 @@ def test_smollm2_tokenizer_is_refused_clearly(vllm):
         connect(vllm, smol)
 
 
-def test_rows_are_the_distribution_after_each_token(vllm, remote, qwen_small):
+def test_rows_are_the_distribution_after_each_token(vllm, remote, drafter):
     """Row p of a scored block is the distribution after token p (the meaning of biglittle's
     /v1/score): each row's top tokens and log-probs equal what vLLM itself reports when it
     generates one token after ids[:p+1]; the given next token's log-prob lands in its row."""
-    ids = qwen_small.tokenizer.encode(PROMPTS[0])
+    ids = drafter.tokenizer.encode(PROMPTS[0])
     start = 1
     rows = remote.session().extend(ids, keep=len(ids) - start)
     assert rows.shape == (len(ids) - start, remote.vocab_size)
@@ -106,7 +110,7 @@ def test_rows_are_the_distribution_after_each_token(vllm, remote, qwen_small):
         token, tops = vllm_generate(vllm, ids[: p + 1], 1, top=5)
         assert int(row.argmax()) == token[0], f"row {p} is not the distribution after token {p}"
         for tid, lp in tops[0].items():
-            assert abs(float(row[tid]) - lp) < 0.1, (p, tid, float(row[tid]), lp)  # bf16 prefill vs decode
+            assert abs(float(row[tid]) - lp) < 0.1, (p, tid, float(row[tid]), lp)  # prefill vs decode kernels
         if p + 1 < len(ids):
             assert row[ids[p + 1]].isfinite()  # the given token is always reported
 
@@ -120,20 +124,20 @@ def first_difference(got: list[int], ref: list[int], tops: list[dict[int, float]
 
 
 @pytest.mark.parametrize("policy", [bl.BigOnly(), bl.Speculative(draft=4)], ids=["big-only", "speculative"])
-def test_greedy_through_vllm_equals_vllm_greedy(remote, qwen_small, references, policy):
+def test_greedy_through_vllm_equals_vllm_greedy(remote, drafter, references, policy):
     big_only = isinstance(policy, bl.BigOnly)
     for ids, ref, tops in references:
-        got = bl.generate(None if big_only else qwen_small, remote, ids, policy=policy, max_new_tokens=N).token_ids
+        got = bl.generate(None if big_only else drafter, remote, ids, policy=policy, max_new_tokens=N).token_ids
         assert got == ref, first_difference(got, ref, tops)
 
 
-def test_bild_through_vllm_decides_by_vllms_numbers(remote, qwen_small, references):
+def test_bild_through_vllm_decides_by_vllms_numbers(remote, drafter, references):
     """BiLD is not big-model greedy by design (a small token within the rollback distance stays),
     so it is checked by replay: scoring the finished text once on vLLM, every kept small token lies
     within the rollback distance (−log p_big ≤ 5) and every other token is vLLM's argmax there."""
     policy = bl.BiLD()
     for ids, ref, tops in references:
-        res = bl.generate(qwen_small, remote, ids, policy=policy, max_new_tokens=N)
+        res = bl.generate(drafter, remote, ids, policy=policy, max_new_tokens=N)
         out = res.token_ids
         rows = remote.session().extend(ids + out, keep=len(out) + 1)  # row i: the distribution before out[i]
         for i, (tok, why) in enumerate(zip(out, res.reasons)):
@@ -147,13 +151,13 @@ def test_bild_through_vllm_decides_by_vllms_numbers(remote, qwen_small, referenc
               f"vLLM greedy: {first_difference(out, ref, tops) if out != ref else 'equal'}")
 
 
-def test_server_stopping_mid_generation_degrades_or_raises(vllm, qwen_small):
+def test_server_stopping_mid_generation_degrades_or_raises(vllm, drafter):
     """Runs last: it stops the module's server. With on_failure="small-only" the small model
     finishes and the result says degraded; without it a RemoteError; neither hangs."""
     # a request caught by the shutdown waits for its read timeout: that bounds the wait
-    degrade = connect(vllm, qwen_small, on_failure="small-only", retries=1, read_timeout=60)
-    strict = connect(vllm, qwen_small, retries=1, read_timeout=60)
-    ids = qwen_small.tokenizer.encode("# Check whether a string is a palindrome, ignoring case.\ndef is_palindrome(s):")
+    degrade = connect(vllm, drafter, on_failure="small-only", retries=1, read_timeout=60)
+    strict = connect(vllm, drafter, retries=1, read_timeout=60)
+    ids = drafter.tokenizer.encode("# Check whether a string is a palindrome, ignoring case.\ndef is_palindrome(s):")
     loaded = degrade.http.requests  # connecting took some requests already
 
     def stop_after_two_calls():
@@ -164,11 +168,11 @@ def test_server_stopping_mid_generation_degrades_or_raises(vllm, qwen_small):
     stopper = threading.Thread(target=stop_after_two_calls, daemon=True)
     stopper.start()
     t0 = time.monotonic()
-    res = bl.generate(qwen_small, degrade, ids, policy=bl.BiLD(), max_new_tokens=64)
+    res = bl.generate(drafter, degrade, ids, policy=bl.BiLD(), max_new_tokens=64)
     stopper.join(60)
     assert vllm.proc.poll() is not None, "the server did not stop"
     assert res.stats.degraded and res.stats.extra["degraded_reason"]
     assert len(res.token_ids) == 64 or res.stats.finish_reason == "eos"
     with pytest.raises(RemoteError, match="cannot connect|failed"):
-        bl.generate(qwen_small, strict, ids, policy=bl.BiLD(), max_new_tokens=8)
+        bl.generate(drafter, strict, ids, policy=bl.BiLD(), max_new_tokens=8)
     assert time.monotonic() - t0 < 4 * 60  # two scoring requests, then at most two read timeouts
