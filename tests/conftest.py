@@ -133,12 +133,16 @@ def pytest_collection_modifyitems(config, items):
 
     if not vllm_server.installed():
         return  # the tests' own fixture says why
+    log = Path(tempfile.mkdtemp(prefix="vllm-")) / "vllm.log"
+    try:
+        server = vllm_server.VllmServer.for_tests(log_path=str(log))  # converts the model if needed
+        server.launch()
+    except Exception:  # noqa: BLE001 - the tests' own fixture tries again and reports the error
+        return
+    config.stash[VLLM_SERVER] = server
     first = [item for item in items if item.path.name == "test_remote.py"] + vllm_tests
     moved = {id(item) for item in first}
     items[:] = first + [item for item in items if id(item) not in moved]
-    log = Path(tempfile.mkdtemp(prefix="vllm-")) / "vllm.log"
-    server = config.stash[VLLM_SERVER] = vllm_server.VllmServer.for_tests(log_path=str(log))
-    server.launch()
 
 
 def pytest_sessionfinish(session):
