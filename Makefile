@@ -22,8 +22,9 @@ install: $(PY)
 	$(PIP) install -q -e '.[all]'
 
 # .venv-vllm: a real vLLM (CPU build) for tests/test_vllm.py, built once (skipped when complete), and the
-# bf16 folder of the model the tests serve (the 0.5B: scoring on a CPU vLLM is the tests' slowest part). Without network this step only warns: the vLLM tests then
-# fail in CI (CI=true) and are skipped elsewhere, saying why.
+# bf16 folder of the model the tests serve (the 0.5B: scoring on a CPU vLLM is the tests' slowest
+# part). Without network this step only warns: the vLLM tests then fail in CI (CI=true) and are
+# skipped elsewhere, saying why.
 install-test: install
 	$(PIP) install -q -e '.[all,dev]'
 	bash scripts/install-system-deps.sh test

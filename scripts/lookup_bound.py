@@ -30,6 +30,7 @@ import numpy as np
 import biglittle as bl
 from biglittle.data import get_task
 from biglittle.decoding.lookup import PromptLookup
+from biglittle.tokens import common_prefix
 
 SIZES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
 
@@ -51,13 +52,6 @@ def block_costs(big, prefix: list[int], repeats: int) -> np.ndarray:
     return np.interp(np.arange(max(SIZES) + 1), [0] + SIZES, [0.0] + measured)
 
 
-def accepted(proposal: list[int], answer: list[int], i: int) -> int:
-    a = 0
-    while a < len(proposal) and i + a < len(answer) and proposal[a] == answer[i + a]:
-        a += 1
-    return a
-
-
 def oracle_time(prompt: list[int], answer: list[int], cost: np.ndarray, ngram: int) -> tuple[float, int]:
     """The least decode time any lookup schedule can reach, and how many tokens it copies."""
     lookup = PromptLookup(ngram)
@@ -70,7 +64,7 @@ def oracle_time(prompt: list[int], answer: list[int], cost: np.ndarray, ngram: i
     copied = [0] * (n + 1)
     for i in range(n - 1, -1, -1):
         best[i], copied[i] = cost[1] + best[i + 1], copied[i + 1]
-        run = accepted(proposals[i], answer, i)
+        run = common_prefix(proposals[i], answer[i:])  # the drafted tokens the big model keeps
         for k in range(1, len(proposals[i]) + 1):
             a = min(run, k)
             nxt = min(n, i + a + 1)

@@ -79,19 +79,16 @@ def same_distribution(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a.argmax(-1) == b.argmax(-1)).all()) and (a.exp() - b.exp()).abs().max().item() < 0.05
 
 
+@contextmanager
 def feeds(model):
     """Record (tokens, start) of every llama.cpp decode while the block runs."""
     fed, real_decode = [], model._decode
-
-    @contextmanager
-    def recording():
-        model._decode = lambda chunk, start, keep, seq: fed.append((len(chunk), start)) or \
-            real_decode(chunk, start, keep, seq)
-        try:
-            yield fed
-        finally:
-            del model._decode
-    return recording()
+    model._decode = lambda chunk, start, keep, seq: fed.append((len(chunk), start)) or \
+        real_decode(chunk, start, keep, seq)
+    try:
+        yield fed
+    finally:
+        del model._decode
 
 
 def test_sessions_taking_turns_keep_their_own_kv(model, ids):

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 import biglittle as bl
+from biglittle.tokens import common_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -69,10 +70,7 @@ def greedy(small, big, prompt, policy):
 
 def agreement(a: list[int], b: list[int]) -> float:
     """The fraction of positions before the two sequences first differ."""
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n / max(len(a), len(b))
+    return common_prefix(a, b) / max(len(a), len(b))
 
 
 class TestLlamaCppPair:

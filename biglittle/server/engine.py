@@ -31,6 +31,7 @@ from ..decoding.session import TrackedSession
 from ..errors import PromptError
 from ..generate import stream
 from ..policies.base import Policy
+from ..tokens import common_prefix
 
 
 SCORE_SESSIONS = 4  # sessions kept for /v1/score clients that resend a growing sequence
@@ -217,10 +218,7 @@ class Engine:
         """The cached session sharing the longest prefix with token_ids (remote clients resend the
         whole sequence each call; this makes each call cost only its new tokens)."""
         def shared(s: TrackedSession) -> int:
-            n = 0
-            while n < min(len(s.tokens), len(token_ids)) and s.tokens[n] == token_ids[n]:
-                n += 1
-            return n
+            return common_prefix(s.tokens, token_ids)
 
         best = max(self._score_sessions, key=shared, default=None)
         if best is None or (shared(best) == 0 and len(self._score_sessions) < SCORE_SESSIONS):
