@@ -11,6 +11,11 @@ point runs), when a second signal comes, or when the exception was swallowed and
 still running GRACE_S later, the process ends at once: the temporary files registered here are
 removed, child processes (pip downloads) are asked to stop, and it exits.
 
+A signal that lands inside a C callback (llama.cpp calls Python back for its log lines while it
+loads a model) raises nothing there, where Python would only print "Exception ignored" and a
+traceback: the handler arms a profile hook that raises in the first Python frame outside the
+callback (signal_points.py).
+
 Only the `biglittle` entry point installs the handler; importing this package changes nothing.
 """
 from __future__ import annotations
@@ -21,6 +26,8 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+
+from .. import signal_points
 
 GRACE_S = 3.0
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
@@ -50,13 +57,26 @@ def install() -> None:
 
 
 def _on_signal(signum, frame):
+    signal_points.release()
     if _state["catching"] and not _state["raised"]:
         _state["raised"] = signum
         watchdog = threading.Timer(GRACE_S, exit_now, (signum,))
         watchdog.daemon = True
         watchdog.start()
+        if signal_points.in_c_callback(frame):
+            sys.setprofile(_raise_outside_callbacks)
+            return
         raise Interrupted(signum)
     exit_now(signum)
+
+
+def _raise_outside_callbacks(frame, event, arg):
+    """A profile hook (sys.setprofile): raise the pending Interrupted at the first call or return
+    event outside a C callback, i.e. once the C code has come back to Python."""
+    if signal_points.in_c_callback(frame):
+        return
+    sys.setprofile(None)
+    raise Interrupted(_state["raised"])
 
 
 @contextmanager
@@ -70,9 +90,8 @@ def catching():
     finally:
         _state["catching"] = False
         if _state["raised"]:
-            # the exception was swallowed and the command ran to its end (or to sys.exit): it still
-            # ends as interrupted. Python only logs what a ctypes callback raises (llama.cpp's log
-            # callback runs Python code during loading, so the handler often runs there), or a __del__.
+            # the exception was swallowed (code that catches BaseException, a __del__) and the
+            # command ran to its end (or to sys.exit): it still ends as interrupted
             exit_now(_state["raised"])
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelSpecError
+from ..signal_points import c_callback, pause_point
 from ..tokens import common_prefix
 
 
@@ -304,18 +306,27 @@ def default_context(path: str) -> int:
     return max(256, min(trained, fits))
 
 
-_QUIET = None
+_LOG = {"quiet": True, "callback": None}  # the callback object is kept alive here: C holds a pointer to it
+
+
+@c_callback
+def _log_line(level, text, user_data) -> None:
+    """llama.cpp's log lines (called from C code, also while a model loads): dropped when quiet,
+    else written to stderr. A test can pause here to interrupt a load (signal_points.py)."""
+    pause_point("llama-log")
+    if not _LOG["quiet"]:
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
 
 
 def quiet_logs(quiet: bool) -> None:
     """Keep llama.cpp's log lines (one process-wide callback) out of the output, or let them through."""
-    global _QUIET
     import llama_cpp
     from llama_cpp import _logger
 
-    if quiet and _QUIET is None:
-        _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)  # kept alive here
-    llama_cpp.llama_log_set(_QUIET if quiet else _logger.llama_log_callback, None)
+    _LOG["quiet"] = quiet
+    if _LOG["callback"] is None:
+        _LOG["callback"] = llama_cpp.llama_log_callback(_log_line)
+    llama_cpp.llama_log_set(_LOG["callback"], None)
     _logger.set_verbose(not quiet)
 
 
