@@ -73,7 +73,7 @@ class BiglittleEngine:
 
     def stop(self):
         for p in self.procs:
-            p.terminate()
+            stop_process(p)
 
 
 class VllmEngine:
@@ -160,7 +160,7 @@ def main():
                              "round_trips_per_token": calls / n, "big_calls_per_token": calls / n,
                              "server_s_per_token": busy / n})
                 print(json.dumps(rows[-1]), flush=True)
-            proxy.terminate()
+            stop_process(proxy)
         with open(args.out, "w") as f:
             json.dump({"engine": args.engine, "task": args.task, "small": args.small, "big": args.big if args.engine == "biglittle"
                        else f"{vllm_server.BIG} (bf16, vLLM)", "tokens": args.tokens, "prompts": args.prompts,
@@ -174,8 +174,20 @@ def main():
                   f"{1000 * r['server_s_per_token']:.0f} |")
     finally:
         for p in procs:
-            p.terminate()
+            stop_process(p)
         engine.stop()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, wait for the exit (SIGKILL if it lingers): no process outlives the measurement."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

@@ -144,8 +144,12 @@ class VllmServer:
         self.folder = self.folder or model_folder()
         port = free_port()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(port), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(self.command(port), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child writes to its own copy of the descriptor
         self.url = f"http://127.0.0.1:{port}"
 
     def wait_ready(self, timeout: float) -> None:

@@ -8,10 +8,12 @@ goes in before anything else is imported, as torch alone takes seconds to import
 """
 from __future__ import annotations
 
+from ..signal_points import pause_point
 from . import interrupt
 
 if interrupt.is_entry_point():
     interrupt.install()
+    pause_point("imports")  # tests: a signal while the imports below run
 
 import typer  # noqa: E402  (after the handler: see above)
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import BigLittleError, ConfigError, ModelSpecError, VocabMismatchError
+from ..signal_points import pause_point
 from .interrupt import register_temp, unregister_temp
 
 # soft_wrap: a line is never broken at the console's width, so pipes and logs get whole lines
@@ -142,6 +143,7 @@ def load_pair(small: Optional[str], big: Optional[str], needs_small: bool, needs
         if catalog_name(spec):  # fetch on first use, with progress bars, before the spinner
             catalog.ensure(catalog_name(spec), reporter=catalog.RichReporter(err), announce=catalog.announce)
     with err.status("loading models…"):
+        pause_point("model-load")
         small_m = load_one(small, dtype, context, verbose, devices[1] or devices[0], sequences) if small else None
         big_m = load_one(big, dtype, context, verbose, devices[2] or devices[0], sequences) if big else None
     return small_m, big_m
@@ -176,6 +178,7 @@ def atomic_file(final: str | os.PathLike):
     register_temp(tmp)
     try:
         yield tmp
+        pause_point("write-partial")
         os.replace(tmp, final)
     finally:
         unregister_temp(tmp)
@@ -192,6 +195,7 @@ def atomic_folder(final: str | os.PathLike):
     register_temp(tmp)
     try:
         yield tmp
+        pause_point("write-partial")
         for f in tmp.iterdir():
             os.replace(f, final / f.name)
     finally:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..numbers import parse_floats
+from ..signal_points import pause_point
 from .common import atomic_file, check_utf8, err, load_pair, print_table, user_errors
 
 router_app = typer.Typer(help="Prompt routers: decide from the prompt alone whether the small model will do.",
@@ -143,13 +144,19 @@ def _tune_progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
+    def paused(report):
+        def after_run(done: int, total: int, what: str) -> None:
+            report(done, total, what)
+            pause_point("tune-run")  # tests: a signal between two measured runs
+        return after_run
+
     if not err.is_terminal:  # a log or a pipe: a plain line every half minute instead of an invisible bar
-        yield _progress_lines(time.monotonic(), 30.0)
+        yield paused(_progress_lines(time.monotonic(), 30.0))
         return
     with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn("{task.description}"), console=err, transient=True) as p:
         job = p.add_task("measuring per-call costs", total=None)
-        yield lambda done, total, what: p.update(job, completed=done, total=total, description=what)
+        yield paused(lambda done, total, what: p.update(job, completed=done, total=total, description=what))
 
 
 def _progress_lines(start: float, every_s: float):

@@ -8,6 +8,7 @@ import typer
 from rich.text import Text
 
 from ..numbers import parse_float
+from ..signal_points import pause_point
 from .common import (BIG_DEVICE_HELP, CONTEXT_HELP, DEVICE_HELP, SMALL_DEVICE_HELP, err, load_pair, note, out,
                      user_errors)
 
@@ -116,6 +117,7 @@ def generate(
             if not as_json and not show_origin:
                 out.print(chunk.text, end="")
             result = chunk.final
+            pause_point("generate-chunk")
     baseline = big_only_run(big_m, prompt, max_new_tokens, stop, chat, result) if compare else None
     if as_json:
         doc = result.to_dict()

@@ -29,11 +29,14 @@ from contextlib import contextmanager
 
 from .. import signal_points
 
-GRACE_S = 3.0
+# how long a command may run on after its Interrupted was swallowed; tests set it high, so that a
+# swallowed exception shows as a command that ran on instead of hiding behind this deadline
+GRACE_S = float(os.environ.get("BIGLITTLE_GRACE_S") or 3.0)
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 _temp_paths: set[str] = set()
-_state = {"catching": False, "raised": 0}  # raised: the signal number once Interrupted was raised
+# raised: the signal number once Interrupted was raised; stderr: a descriptor of the user's stderr
+_state = {"catching": False, "raised": 0, "stderr": None}
 _exit_lock = threading.Lock()
 
 
@@ -52,6 +55,10 @@ def is_entry_point() -> bool:
 
 def install() -> None:
     if threading.current_thread() is threading.main_thread():
+        if _state["stderr"] is None:
+            # the line goes to the stderr the user sees, even while a library points descriptor 2
+            # at /dev/null (llama-cpp-python does, while it loads a model)
+            _state["stderr"] = os.dup(2)
         for sig in WORDS:
             signal.signal(sig, _on_signal)
 
@@ -111,8 +118,9 @@ def exit_now(signum: int) -> None:
         except Exception:  # a stream closed or in use: what it held is lost, the exit is not
             pass
     # on a terminal: clear a spinner's line and show the cursor it hid
-    tty = "\r\x1b[K\x1b[?25h" if os.isatty(2) else ""
-    os.write(2, f"{tty}{WORDS.get(signum, 'stopped')}\n".encode())
+    fd = 2 if _state["stderr"] is None else _state["stderr"]
+    tty = "\r\x1b[K\x1b[?25h" if os.isatty(fd) else ""
+    os.write(fd, f"{tty}{WORDS.get(signum, 'stopped')}\n".encode())
     os._exit(128 + signum)
 
 
