@@ -9,8 +9,6 @@ The last test stops the server: keep it last.
 """
 import os
 import sys
-import threading
-import time
 
 import httpx
 import pytest
@@ -153,26 +151,25 @@ def test_bild_through_vllm_decides_by_vllms_numbers(remote, drafter, references)
 
 def test_server_stopping_mid_generation_degrades_or_raises(vllm, drafter):
     """Runs last: it stops the module's server. With on_failure="small-only" the small model
-    finishes and the result says degraded; without it a RemoteError; neither hangs."""
-    # a request caught by the shutdown waits for its read timeout: that bounds the wait
+    finishes and the result says degraded; without it a RemoteError. The server stops at a known
+    point (before the generation's third scoring request), not at some moment of a race."""
     degrade = connect(vllm, drafter, on_failure="small-only", retries=1, read_timeout=60)
     strict = connect(vllm, drafter, retries=1, read_timeout=60)
     ids = drafter.tokenizer.encode("# Check whether a string is a palindrome, ignoring case.\ndef is_palindrome(s):")
-    loaded = degrade.http.requests  # connecting took some requests already
+    scored = []
+    call = degrade.http.call
 
-    def stop_after_two_calls():
-        while degrade.http.requests < loaded + 2:
-            time.sleep(0.01)
-        vllm.stop(timeout=10)
+    def stop_before_the_third(method, path, body=None):
+        if path == "/v1/completions":
+            scored.append(path)
+            if len(scored) == 3:
+                vllm.stop(timeout=10)
+        return call(method, path, body)
 
-    stopper = threading.Thread(target=stop_after_two_calls, daemon=True)
-    stopper.start()
-    t0 = time.monotonic()
+    degrade.http.call = stop_before_the_third
     res = bl.generate(drafter, degrade, ids, policy=bl.BiLD(), max_new_tokens=64)
-    stopper.join(60)
-    assert vllm.proc.poll() is not None, "the server did not stop"
+    assert vllm.proc.poll() is not None, f"the server did not stop ({len(scored)} scoring requests)"
     assert res.stats.degraded and res.stats.extra["degraded_reason"]
     assert len(res.token_ids) == 64 or res.stats.finish_reason == "eos"
     with pytest.raises(RemoteError, match="cannot connect|failed"):
         bl.generate(drafter, strict, ids, policy=bl.BiLD(), max_new_tokens=8)
-    assert time.monotonic() - t0 < 4 * 60  # two scoring requests, then at most two read timeouts
