@@ -47,9 +47,10 @@ def test_small_only_stops_at_the_small_models_eos(plan):
 def test_a_drafted_eos_ends_drafting_and_the_text(plan):
     k = plan["k"]
     r = bl.generate(plan["small"], plan["big"], PROMPT, policy=bl.Speculative(draft=k + 6), max_new_tokens=N)
-    assert r.token_ids == plan["ref"][:k + 1] and r.origins == ["small"] * (k + 1)
-    # the first round drafted up to the EOS and no further; the big model added nothing after it
-    assert r.stats.drafted == r.stats.accepted == k + 1 and r.stats.big_calls == 1
+    assert r.token_ids == plan["ref"][:k + 1] and r.origins == ["big"] + ["small"] * k
+    # after the prompt read (the big model writes the first token) one round drafted up to the
+    # EOS and no further; the big model added nothing after it
+    assert r.stats.drafted == r.stats.accepted == k and r.stats.big_calls == 2
     assert r.stats.finish_reason == "eos"
 
 

@@ -8,6 +8,7 @@ import biglittle as bl
 from biglittle.decoding.block_costs import BlockCosts
 from biglittle.decoding.lookup import PromptLookup
 from biglittle.decoding.schedules import CopySchedule, RoundState
+from clocked import Clock, Clocked
 
 N = 48
 REPEATING = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4] * 3
@@ -68,12 +69,17 @@ BF16 = {1: 113, 2: 137, 3: 142, 4: 163, 6: 180, 8: 186, 10: 210, 12: 234, 16: 25
 
 
 def state(copy_len: int, copy_n: int = 3) -> RoundState:
-    return RoundState(small_behind=0, big_behind=1, budget=64, copy_len=copy_len, copy_n=copy_n)
+    return RoundState(small_behind=0, budget=64, copy_len=copy_len, copy_n=copy_n)
 
 
-def test_copy_schedule_reads_the_prompt_alone_first():
-    s = measured(Q4)
-    assert s.limit(RoundState(big_behind=40, budget=64, copy_len=10, copy_n=3)) == 0
+def test_copy_schedule_prices_one_position_before_it_copies():
+    """The prompt read (which the loop runs before asking) times positions in bulk, not a step:
+    a fresh schedule takes one plain big step before it verifies copies."""
+    s = CopySchedule(max_draft=16, auto=True, ngram=3)
+    s.update(0, 0, source="small", big_s=0.4, big_block=40)
+    assert s.limit(state(10)) == 0
+    s.update(0, 0, source="small", big_s=0.04, big_block=1)
+    assert s.limit(state(10)) > 0
 
 
 def test_copy_schedule_verifies_nothing_when_copies_fail():
@@ -164,12 +170,20 @@ def test_lookup_needs_no_small_model_and_a_big_one(big):
     assert len(r.token_ids) == 4
 
 
-def test_auto_lookup_learns_across_requests_of_the_same_big_model(big):
-    """The copy schedule is kept per big model (no small model in the pair): its measurements
-    serve the next request."""
-    from biglittle.decoding.pair_memory import pair_memory
-
+def test_auto_lookup_learns_across_requests_of_the_same_big_model(big, monkeypatch):
+    """The copy schedule's statistics are kept per big model (no small model in the pair): the
+    first request must take a plain big step to price blocks before it copies; the next one
+    copies right after its prompt read."""
+    out = bl.generate(None, big, REPEATING, policy=bl.BigOnly(), max_new_tokens=32).token_ids
+    k = next(i for i in range(1, 32) if out[i] in out[:i])  # where the big model's own text repeats
+    prompt = REPEATING + out[:k]                            # so right after the prompt read, a match
+    clock = Clock(monkeypatch)
+    big = Clocked(big, clock, lambda n: 1.0)  # fresh wrapper: a memory of its own; flat blocks: copies pay
     policy = bl.Speculative(drafter="lookup", draft=8, schedule="auto")
-    bl.generate(None, big, REPEATING, policy=policy, max_new_tokens=16)
-    kept = pair_memory(None, big)[(policy, "copy")]
-    assert kept.costs.known and math.isfinite(kept.costs.estimate(4))
+    sizes = []
+    for _ in range(2):
+        big.calls.clear()
+        bl.generate(None, big, prompt, policy=policy, max_new_tokens=16)
+        sizes.append([len(ids) for ids, _ in big.calls])
+    assert sizes[0][:2] == [len(prompt), 1]                # the prompt read, then a plain step
+    assert sizes[1][0] == len(prompt) and sizes[1][1] > 1  # the prompt read, then copies at once

@@ -3,7 +3,10 @@ import random
 
 import pytest
 
+import biglittle as bl
+from biglittle.decoding.pair_memory import pair_memory
 from biglittle.decoding.schedules import AutoSchedule, HeuristicSchedule, RoundState, expected_speedup
+from clocked import Clock, Clocked
 
 
 def test_heuristic_grows_on_full_acceptance_and_shrinks_otherwise():
@@ -45,14 +48,16 @@ def test_auto_drafts_long_when_drafting_is_cheap_and_accurate():
     assert s.next() >= 6
 
 
-def test_auto_starts_with_the_big_model_alone():
+def test_auto_takes_a_big_step_to_price_blocks_before_it_probes():
+    """The prompt read alone prices no block (it is one size, read in bulk): even with a budget
+    that would repay a probe, the first choice after it is a big step; then it probes, where the
+    tokens still allowed can repay the probe."""
     s = AutoSchedule(draft=8)
-    assert s.next(RoundState(small_behind=40, big_behind=40)) == 0  # the big model reads the prompt
-    s.update(0, 0, big_s=0.4, big_block=40)     # that prefill: 10 ms per position
-    assert s.next(RoundState(small_behind=41)) == 0  # a probe would cost more than the budget holds
-    s.credit = 100.0
-    assert s.next(RoundState(small_behind=41, big_behind=41)) == 0  # never before the big model read the prompt
-    assert s.credit == 0.0                      # and a new request starts a budget of its own
+    s.update(0, 0, big_s=0.4, big_block=40)     # the prompt read: 10 ms per position
+    assert s.next(RoundState(small_behind=41, budget=10_000)) == 0
+    s.update(0, 0, big_s=0.05, big_block=1)
+    assert s.next(RoundState(small_behind=42, budget=1)) == 0  # a probe would cost more than the budget holds
+    assert s.next(RoundState(small_behind=42, budget=10_000)) == AutoSchedule.PROBE
 
 
 def test_auto_pays_probes_from_its_exploration_budget():
@@ -119,31 +124,41 @@ def test_auto_keeps_drafting_once_a_probe_shows_it_pays():
     assert s.next() >= 2
 
 
-def test_auto_remembers_the_pair_between_generations(small, big, prompt):
-    import biglittle as bl
-    from biglittle.decoding.pair_memory import pair_memory
+@pytest.fixture
+def clocked_pair(small, big, monkeypatch):
+    """The tiny pair on a virtual clock (tests/clocked.py): a big call costs 0.1 s, a small one
+    1 ms. Fresh wrappers, so the pair's memory starts empty and is this test's alone."""
+    clock = Clock(monkeypatch)
+    return Clocked(small, clock, lambda n: 0.001), Clocked(big, clock, lambda n: 0.1)
 
+
+def test_auto_remembers_the_pair_between_generations(clocked_pair, prompt):
+    small, big = clocked_pair
     policy = bl.Speculative(draft=3, schedule="auto")
-    key = (policy, "model")  # the small model's schedule; a lookup drafter keeps (policy, "copy")
     memory = pair_memory(small, big)
-    memory.pop(key, None)
-    try:
-        bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        learned = memory[key]
-        seen = learned.big_calls_seen
-        bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        assert memory[key] is learned and learned.big_calls_seen > seen
-        assert pair_memory(small, big) is memory and pair_memory(None, big) is not memory
+    learned = policy.start(memory).schedule.learned
+    bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+    seen = learned.big_calls_seen
+    assert seen > 0
+    bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+    assert policy.start(memory).schedule.learned is learned and learned.big_calls_seen > seen
+    assert pair_memory(small, big) is memory and pair_memory(None, big) is not memory
 
-        # on a pair it has learned drafting pays on, a new request drafts right after the big
-        # model has read the prompt (its first round)
-        memory[key] = AutoSchedule(draft=3)
-        feed(memory[key], alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
-        memory[key].t_feed = 0.001  # and catching the small model up is cheap
-        r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
-        assert r.reasons[0] == "big" and r.stats.drafted >= 6 and r.stats.rounds <= 4
-    finally:
-        memory.pop(key, None)
+
+def test_a_request_reads_the_prompt_alone_even_where_the_pair_says_draft(clocked_pair, prompt):
+    """Once the pair has taught the schedule that drafting pays, a new request drafts in its first
+    round after the prompt read; the prompt read itself is still the big model alone (the loop's
+    rule for every method), and the request's exploration budget is its own, starting at zero."""
+    small, big = clocked_pair
+    policy = bl.Speculative(draft=3, schedule="auto")
+    teacher = policy.start(pair_memory(small, big))
+    feed(teacher.schedule, alpha=0.95, t_small=0.001, big_cost=lambda n: 0.1)
+    teacher.schedule.credit = 100.0
+    r = bl.generate(small, big, prompt, policy=policy, max_new_tokens=8)
+    assert big.calls[0][0] == prompt and r.reasons[0] == "big"   # the prompt, alone
+    assert len(big.calls[1][0]) > 1 and r.stats.drafted >= 6     # then drafts at once
+    assert policy.start(pair_memory(small, big)).schedule.credit == 0.0
+    assert teacher.schedule.credit == 100.0
 
 
 # One big-model call scoring k positions, Qwen2.5-Coder-1.5B on llama.cpp, 2 threads (shared/DESIGN.md §7)
@@ -167,21 +182,23 @@ def curve_cost(curve: dict[int, float], n: int) -> float:
 def request(s: AutoSchedule, curve, prompt: int, new: int = 64, alpha: float = 0.85, t_small: float = 0.019,
             small_per_position: float = 0.005, seed: int = 0) -> tuple[float, list[int]]:
     """One request as the decode loop runs it, with the given costs: the big model reads the prompt
-    alone, then each round the schedule picks γ; the small model catches up (a feed) before its
-    draft steps, each draft is kept with probability alpha, and the big model scores γ + 1
-    positions. Returns the decode phase's seconds (after the prompt read) and the γ of each round."""
+    alone (the schedule is not asked), then each round the schedule picks γ; the small model
+    catches up (a feed) before its draft steps, each draft is kept with probability alpha, and the
+    big model scores γ + 1 positions. Returns the decode phase's seconds (after the prompt read)
+    and the γ of each round after the prompt read."""
     rng = random.Random(seed)
-    small_behind = big_behind = prompt
-    produced, seconds, gammas = 0, 0.0, []
+    s.update(0, 0, big_s=curve_cost(curve, prompt), big_block=prompt)
+    produced, small_behind = 1, prompt + 1     # the prompt read wrote the first token
+    seconds, gammas = 0.0, []
     while produced < new:
         budget = new - produced
-        g = min(s.next(RoundState(small_behind, big_behind, budget)), budget)
+        g = min(s.next(RoundState(small_behind, budget)), budget)
         gammas.append(g)
-        big_s = curve_cost(curve, big_behind + g)
+        big_s = curve_cost(curve, 1 + g)
         if g == 0:
-            s.update(0, 0, big_s=big_s, big_block=big_behind)
-            seconds += big_s if big_behind == 1 else 0.0
-            produced, small_behind, big_behind = produced + 1, small_behind + 1, 1
+            s.update(0, 0, big_s=big_s, big_block=1)
+            seconds += big_s
+            produced, small_behind = produced + 1, small_behind + 1
             continue
         feed_n = small_behind if small_behind > 1 else 0     # the 1st draft comes out of a feed
         steps = g - (1 if feed_n else 0)
@@ -204,7 +221,7 @@ def test_auto_finds_a_long_draft_within_one_short_request_on_a_16_bit_big_model(
     request's decode phase beats the big model alone."""
     s = AutoSchedule(draft=4)
     seconds, gammas = request(s, BF16, prompt, seed=seed)
-    assert gammas[:2] == [0, 0] and gammas[2] == AutoSchedule.PROBE  # prompt read, a big step, a probe
+    assert gammas[:2] == [0, AutoSchedule.PROBE]                     # after the prompt read: a big step, a probe
     assert max(gammas) >= 4
     assert 63 * BF16[1] / seconds > 1.15
     assert s.next(RoundState(small_behind=1)) >= 2                   # and the pair's memory says: draft
@@ -227,7 +244,7 @@ def test_auto_q4_long_requests_probe_once_then_stay_big_only():
     from the exploration budget), and the whole request loses little."""
     s = AutoSchedule(draft=4)
     seconds, gammas = request(s, Q4, prompt=48, new=512)
-    assert gammas[2] == AutoSchedule.PROBE and set(gammas) == {0, AutoSchedule.PROBE}   # never a real draft
+    assert gammas[1] == AutoSchedule.PROBE and set(gammas) == {0, AutoSchedule.PROBE}   # never a real draft
     assert seconds < 1.02 * 511 * Q4[1]
     s.credit = 0.0
     assert s.next(RoundState(small_behind=1, budget=512)) == 0

@@ -110,8 +110,10 @@ def summarize(task, examples, samples: list[Sample], method_specs: list[str]) ->
 
 def _decode_speedup(base: list[Sample], group: list[Sample]) -> float | None:
     """Big-only time / method time after each one's big model has read the prompt (the decode
-    phase: on long prompts reading them is most of the time, and the same for every method);
-    None where a run has no such moment (a method without a big model, a policy with its own loop)."""
+    phase: on long prompts reading them is most of the time). prompt_s is the same work in every
+    method of the loop, the big model reading the prompt alone (decoding/loop.py), so a method's
+    drafting is all in its decode phase; None where a run has no such moment (a method without a
+    big model, a policy with its own loop)."""
     def decode_time(samples):
         prompt = [s.stats.get("prompt_s") for s in samples]
         return None if None in prompt else sum(s.wall_s - p for s, p in zip(samples, prompt))

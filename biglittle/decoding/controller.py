@@ -1,8 +1,10 @@
 """The interface between the decode loop and a policy: a per-generation controller.
 
 A token-level policy is a validated, immutable config; `policy.start(memory)` hands the loop a
-`Controller`, which the loop asks each round (`memory` is a dict kept for the same pair of models,
-where an adaptive controller may keep what it learned for the next generation):
+`Controller` for one generation (`memory` is the pair of models' PairMemory, where an adaptive
+controller keeps what it learned for later generations — statistics only, never its own
+per-request state). The loop asks it each round; in the first round of a controller that
+verifies, the big model reads the prompt alone and only `accept` and `update` are asked:
   draft_limit(state)   how many tokens the small model may draft (None = no limit), given where
                        the generation stands (a schedules.RoundState)
   copy_limit(state)    how many tokens copied by prompt lookup to verify (0: none; then the

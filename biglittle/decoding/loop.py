@@ -10,6 +10,12 @@
         both caches are cut back to the committed sequence
 
 Baselines are the same loop: big-only drafts nothing, small-only never verifies.
+
+Every method that verifies starts the same way: its first round is the big model reading the
+prompt alone, writing the first new token (as BiLD's reference code, gpt-fast and vLLM do), and
+stats.prompt_s is the moment that call returns. So prompt_s is the same work for every method and
+the decode phase (wall_s − prompt_s) holds all of a method's own work. The small model reads the
+prompt only when it first drafts, so a policy that never wakes it never pays for it.
 """
 from __future__ import annotations
 
@@ -64,11 +70,15 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
     produced = 0
     t_start = time.perf_counter()
     stats.finish_reason = "length"
+    reading_prompt = ctl.verifies and big_sess is not None  # this round: the big model reads the prompt alone
     while produced < max_new_tokens:
         budget = max_new_tokens - produced
-        state = RoundState(len(seq) - len(small_sess.tokens) if small_sess is not None else 0,
-                           len(seq) - len(big_sess.tokens) if big_sess is not None else 0, budget)
-        draft = _copy(lookup, seq, state, ctl, budget, sampler, big, logprobs) if lookup is not None else None
+        state = RoundState(len(seq) - len(small_sess.tokens) if small_sess is not None else 0, budget)
+        draft = None
+        if reading_prompt:  # drafts nothing: neither the policy nor prompt lookup is asked
+            draft = Draft([], [])
+        elif lookup is not None:
+            draft = _copy(lookup, seq, state, ctl, budget, sampler, big, logprobs)
         if draft is None:
             limit = ctl.draft_limit(state)
             draft = _draft(small_sess, bridge.small_seq(seq) if bridge else seq,
@@ -97,8 +107,10 @@ def decode(small, big, prompt_ids: Sequence[int], ctl: Controller, sampler: Samp
             stats.drafted += len(draft.tokens)
             stats.accepted += len(draft.tokens)
         stats.rounds += 1
-        if stats.prompt_s is None and stats.big_calls:  # the big model has read the prompt
-            stats.prompt_s = time.perf_counter() - t_start
+        if reading_prompt:
+            reading_prompt = False
+            if big_sess is not None:  # (None: the remote big model was lost reading it)
+                stats.prompt_s = big_sess.returned_at - t_start
         seq += new
         produced += len(new)
         who = [o if o in ("small", "copy") else "big" for o in origins]

@@ -40,7 +40,8 @@ class Stats:
     small_s: float = 0.0        # work: time inside small-model calls
     big_s: float = 0.0          # work: time inside big-model calls
     prompt_s: float | None = None  # work: from the start until the big model's first call returned
-                                   # (it reads the prompt); wall_s − prompt_s is the decode phase
+                                   # (it reads the prompt alone, in every method that verifies);
+                                   # wall_s − prompt_s is the decode phase
     degraded: bool = False      # True if the big model was lost mid-way and the small one finished
     extra: dict = field(default_factory=dict)  # policy-specific facts (e.g. which model a cascade chose, and why)
 

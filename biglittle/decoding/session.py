@@ -18,6 +18,7 @@ class TrackedSession:
     def __init__(self, session, role: str, stats: Stats):
         self.session, self.role, self.stats = session, role, stats
         self.tokens: list[int] = []
+        self.returned_at: float | None = None  # time.perf_counter() when the last call returned
 
     def sync(self, seq: Sequence[int], min_feed: int = 0) -> list[int]:
         """Truncate to the longest prefix shared with seq, leaving at least `min_feed` tokens of
@@ -32,7 +33,8 @@ class TrackedSession:
         """Feed ids; return the last `keep` rows of log-probs and the seconds the call took."""
         t0 = time.perf_counter()
         logp = self.session.extend(ids, keep=keep)
-        seconds = time.perf_counter() - t0
+        self.returned_at = time.perf_counter()
+        seconds = self.returned_at - t0
         self.tokens.extend(ids)
         s = self.stats
         if self.role == "big":

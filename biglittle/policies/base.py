@@ -5,7 +5,7 @@ from dataclasses import fields
 
 from ..decoding.controller import Controller
 from ..decoding.loop import decode
-from ..decoding.pair_memory import pair_memory
+from ..decoding.pair_memory import PairMemory, pair_memory
 from ..decoding.sampling import Sampler
 
 
@@ -16,7 +16,9 @@ class Policy:
     uses_small = True
     uses_big = True
 
-    def start(self, memory: dict | None = None) -> Controller:
+    def start(self, memory: PairMemory | None = None) -> Controller:
+        """A controller for one generation; `memory` is what the pair of models has taught policies
+        so far (decoding/pair_memory.py), for a controller that learns across requests."""
         raise NotImplementedError
 
     # whether the policy runs through the shared loop, so a small model with another tokenizer

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from ..decoding import acceptance as acc
 from ..decoding.controller import Controller, SmallOnlyController, big_pick
+from ..decoding.pair_memory import PairMemory
 from ..decoding.sampling import greedy_token
-from ..decoding.schedules import CopySchedule, RoundState, make_schedule
+from ..decoding.schedules import AutoSchedule, CopySchedule, CopyStats, DraftStats, RoundState, make_schedule
 from ..errors import ConfigError
 from ..numbers import check_number
 from .base import Policy
@@ -29,7 +30,7 @@ class BigOnly(Policy):
     name = "big"
     uses_small = False
 
-    def start(self, memory: dict | None = None) -> Controller:
+    def start(self, memory: PairMemory | None = None) -> Controller:
         return _BigOnlyController()
 
 
@@ -44,7 +45,7 @@ class SmallOnly(Policy):
     name = "small"
     uses_big = False
 
-    def start(self, memory: dict | None = None) -> Controller:
+    def start(self, memory: PairMemory | None = None) -> Controller:
         return SmallOnlyController()
 
 
@@ -91,26 +92,33 @@ class Speculative(Policy):
         if not isinstance(self.ngram, int) or isinstance(self.ngram, bool) or self.ngram < 1:
             raise ConfigError(f"ngram must be an integer ≥ 1, got {self.ngram!r}")
 
-    def start(self, memory: dict | None = None) -> Controller:
-        return _SpeculativeController(self, {} if memory is None else memory)
+    def start(self, memory: PairMemory | None = None) -> Controller:
+        return _SpeculativeController(self, PairMemory() if memory is None else memory)
 
 
 class _SpeculativeController(Controller):
-    def __init__(self, policy: Speculative, memory: dict):
+    def __init__(self, policy: Speculative, memory: PairMemory):
         self.policy = policy
         self.lookup_ngram = policy.ngram if policy.drafter != "model" else 0
-        self.schedule = self._schedule(memory, "model", lambda: make_schedule(policy.schedule, policy.draft)) \
-            if policy.uses_small else None
-        self.copies = self._schedule(memory, "copy", lambda: CopySchedule(
-            policy.draft, policy.schedule == "auto", policy.ngram)) if self.lookup_ngram else None
+        self.schedule = self._model_schedule(memory) if policy.uses_small else None
+        self.copies = self._copy_schedule(memory) if self.lookup_ngram else None
 
-    def _schedule(self, memory: dict, part: str, make):
-        if self.policy.schedule != "auto":
-            return make()
-        key = (self.policy, part)  # what auto measured on this pair serves the next request too
-        if key not in memory:
-            memory[key] = make()
-        return memory[key]
+    # Each request gets schedules of its own. An auto schedule learns into statistics the pair's
+    # memory keeps for later requests, under what changes what it learns (not the whole policy:
+    # `draft` only says where γ starts, and one entry per override would grow without bound).
+
+    def _model_schedule(self, memory: PairMemory):
+        p = self.policy
+        if p.schedule != "auto":
+            return make_schedule(p.schedule, p.draft)
+        return AutoSchedule(p.draft, memory.recall(("auto", "model", p.acceptance, p.confidence_stop), DraftStats))
+
+    def _copy_schedule(self, memory: PairMemory) -> CopySchedule:
+        p = self.policy
+        if p.schedule != "auto":
+            return CopySchedule(p.draft, auto=False, ngram=p.ngram)
+        learned = memory.recall(("auto", "copy", p.acceptance, p.ngram), lambda: CopyStats(p.ngram))
+        return CopySchedule(p.draft, auto=True, ngram=p.ngram, learned=learned)
 
     def draft_limit(self, state=RoundState()):
         return self.schedule.next(state) if self.schedule is not None else 0
@@ -168,20 +176,16 @@ class BiLD(Policy):
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ConfigError(f"max_small_steps must be an integer ≥ 1 or None (no limit), got {n!r}")
 
-    def start(self, memory: dict | None = None) -> Controller:
+    def start(self, memory: PairMemory | None = None) -> Controller:
         return _BiLDController(self)
 
 
 class _BiLDController(Controller):
     def __init__(self, policy: BiLD):
         self.policy = policy
-        self.first = True
         self.can_reject = not math.isinf(policy.rollback)
 
     def draft_limit(self, state=RoundState()):
-        if self.first:  # the first new token comes from the big model
-            self.first = False
-            return 0
         return self.policy.max_small_steps
 
     def stop_before(self, probs):
