@@ -10,7 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "biglittle"
 # Layers, lowest first: a module may import its own layer or lower ones, never a higher one.
 LAYERS = [
     ("errors",),
-    ("numbers", "files", "tokens"),
+    ("numbers", "files", "tokens", "signal_points"),
     ("catalog", "data"),
     ("models",),
     ("decoding",),
