@@ -4,6 +4,7 @@ Fast tests use small HTTP servers written here that misbehave on purpose (down, 
 unable to score). Slow tests run llama-cpp-python's own server (`python -m llama_cpp.server`)
 on SmolLM2-135M from the catalog and compare with the same model run locally.
 """
+import gc
 import json
 import os
 import subprocess
@@ -22,16 +23,21 @@ from live import free_port, wait_ready
 class FakeServer:
     """A real HTTP server on loopback whose answers each test chooses: path → (status, body)."""
 
-    def __init__(self, routes: dict, delay_s: float = 0.0):
+    def __init__(self, routes: dict, delay_s: float = 0.0, hold: bool = False):
+        """hold=True: no answer at all until close() (a server that hangs)."""
         self.routes = routes = dict(routes)
         outer = self
         self.hits: list[str] = []
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self):
                 outer.hits.append(self.path)
                 length = int(self.headers.get("content-length") or 0)
                 self.rfile.read(length)
+                outer.released.wait()
                 time.sleep(delay_s)
                 status, body = routes.get(self.path, (404, {"error": "no such path"}))
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -47,10 +53,12 @@ class FakeServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda request, address: None  # a client that gave up: not news
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -62,8 +70,8 @@ MODELS = {"data": [{"id": "m"}]}
 def fake():
     servers = []
 
-    def make(routes, delay_s=0.0):
-        s = FakeServer(routes, delay_s)
+    def make(routes, delay_s=0.0, hold=False):
+        s = FakeServer(routes, delay_s, hold)
         servers.append(s)
         return s
     yield make
@@ -74,8 +82,10 @@ def fake():
 def test_server_down_is_a_clear_error():
     t0 = time.monotonic()
     with pytest.raises(RemoteError, match="cannot connect"):
-        bl.load_model(f"remote:http://127.0.0.1:{free_port()}#m", retries=1)
-    assert time.monotonic() - t0 < 10
+        bl.load_model(f"remote:http://127.0.0.1:{free_port()}#m", retries=1, connect_timeout=3.0)
+    # a hang only: a refused connection fails at once, and even two connect timeouts (3 s each)
+    # plus the 0.2 s backoff take 6.2 s; 120 s is far beyond that on any machine
+    assert time.monotonic() - t0 < 120
 
 
 def test_server_that_cannot_score(fake):
@@ -105,24 +115,62 @@ def test_malformed_scoring_response(fake):
         model.session().extend([1, 2])
 
 
-def test_not_json_and_server_errors_retry_then_fail(fake):
+def test_not_json_and_server_errors_retry_then_fail(fake, monkeypatch):
+    from types import SimpleNamespace
+
+    from biglittle.models import remote_transport
+
+    sleeps = []  # the backoff the client waits before each retry (recorded, not slept)
+    monkeypatch.setattr(remote_transport, "time", SimpleNamespace(sleep=sleeps.append))
     s = fake({"/v1/models": (500, "<html>oops</html>")})
-    t0 = time.monotonic()
     with pytest.raises(RemoteError, match=r"after 3 tries: HTTP 500"):
         bl.load_model(f"remote:{s.url}#m", retries=2)
-    assert s.hits.count("/v1/models") == 3          # retried, with backoff
-    assert time.monotonic() - t0 < 5
+    assert s.hits.count("/v1/models") == 3          # retried,
+    assert sleeps == [0.2, 0.4]                     # with exponential backoff
     s2 = fake({"/v1/models": (200, "not json at all")})
     with pytest.raises(RemoteError, match="not JSON"):
         bl.load_model(f"remote:{s2.url}#m")
 
 
 def test_slow_server_times_out(fake):
-    s = fake(score_routes({}), delay_s=3.0)
-    t0 = time.monotonic()
-    with pytest.raises(RemoteError, match="no answer within 0.5 s"):
+    s = fake(score_routes({}), hold=True)  # answers nothing until the test is over
+    with pytest.raises(RemoteError, match="no answer within 0.5 s"):  # only the read timeout ends the call
         bl.load_model(f"remote:{s.url}#m", read_timeout=0.5, retries=0)
-    assert time.monotonic() - t0 < 3
+    assert s.hits == ["/v1/models"]
+
+
+def good_score_server(fake):
+    return fake(score_routes({"vocab_size": 8, "rows": [{"top": [[1, -0.1]], "next_logprob": -0.5},
+                                                        {"top": [[2, -0.2]], "next_logprob": None}]}))
+
+
+def test_close_closes_the_client_and_later_calls_fail_clearly(fake):
+    s = good_score_server(fake)
+    model = bl.load_model(f"remote:{s.url}#m", eos_token_ids=[0])
+    session = model.session()
+    session.extend([1, 2])
+    client = model.http.client
+    model.close()
+    assert client.is_closed
+    with pytest.raises(RemoteError, match="closed"):
+        session.extend([3])
+    with pytest.raises(RemoteError, match="closed"):
+        model.session().extend([1, 2])
+    assert len(session) == 2
+    model.close()  # a second close does nothing
+
+
+def test_remote_model_closes_as_a_context_manager_and_when_collected(fake):
+    s = good_score_server(fake)
+    with bl.load_model(f"remote:{s.url}#m", eos_token_ids=[0]) as model:
+        assert model.session().extend([1, 2]).shape == (2, 8)
+        client = model.http.client
+    assert client.is_closed
+    model = bl.load_model(f"remote:{s.url}#m", eos_token_ids=[0])
+    client = model.http.client
+    del model
+    gc.collect()
+    assert client.is_closed
 
 
 def test_bad_remote_spec():
@@ -265,7 +313,10 @@ def test_server_killed_mid_generation(smol_path, local_smol, on_failure):
             result = list(chunks)[-1].final
             assert result.stats.degraded and "cannot connect" in result.stats.extra["degraded_reason"]
             assert len(result.token_ids) == 20 and result.origins[-1] == "small"
-        assert time.monotonic() - t0 < 20  # never a hang
+        # a hang only: the server is gone, so each try is refused at once ("cannot connect", not a read
+        # timeout); even two 3 s connect timeouts and the small model's 20 tokens take well under
+        # 20 s on the slowest machine, and 300 s is far beyond that
+        assert time.monotonic() - t0 < 300
     finally:
         proc.kill()
 
@@ -284,9 +335,9 @@ def test_delay_proxy_adds_round_trip_time(llama_server, local_smol):
         s = remote.session()
         t0 = time.monotonic()
         s.extend(ids, keep=1)
-        assert time.monotonic() - t0 >= 0.2
+        assert time.monotonic() - t0 >= 0.2  # what the proxy promises: a round trip costs 200 ms more
         fast = bl.load_model(f"remote:{llama_server}#smol", tokenizer_from=local_smol)
-        with pytest.raises(RemoteError, match="no answer within"):
+        with pytest.raises(RemoteError, match="no answer within"):  # 0.1 s < the 0.2 s every answer takes
             slow = bl.load_model(f"remote:{url}#smol", tokenizer_from=local_smol, read_timeout=0.1, retries=0)
             slow.session().extend(ids, keep=1)
         assert fast.session().extend(ids, keep=2).shape[0] == 2

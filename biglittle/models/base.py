@@ -14,6 +14,13 @@ k + 1 rows per verification of k drafts. So a pair placed on different devices (
 CPU, big on a GPU, or the reverse) meets in CPU tensors with no other copies, the acceptance
 rules compare exactly the numbers each model produced, and no step pays a per-token round trip
 beyond the one its forward pass already needs.
+
+Every backend also promises: a call that raises (a failed forward pass, a server error, Ctrl-C)
+leaves the session exactly as it was before the call; and a loaded model may be shared by
+threads: its sessions' extend and truncate take one lock of the model (`model.lock`, re-entrant),
+so each thread's results are what they would be alone (the remote backend sends its sessions'
+requests side by side instead: the server is what they share). One session is one sequence: use
+it from one thread at a time.
 """
 from __future__ import annotations
 

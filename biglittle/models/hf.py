@@ -15,6 +15,7 @@ only the log-prob rows `extend` returns cross to the CPU (see models/base.py).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Sequence
 
 import torch
@@ -97,39 +98,90 @@ def croppable_cache(net):
 
 
 class HFSession:
+    """One sequence's cache. A call that raises (an error or Ctrl-C in the middle of the forward
+    pass, when some layers have cached the new block and others not) leaves the session exactly
+    as it was before the call: the layers are cut back to the positions the session had."""
+
     def __init__(self, model: "HFModel"):
         self._model = model
-        self._cache, self._stuck = croppable_cache(model.net)
-        self._len = 0
+        self._cache, self._stuck = self._new_cache()
+        self._ids: list[int] = []   # the session's tokens
+        self._cached = 0            # how many of them the cache holds (all, but after a failed call on a stuck cache)
+
+    def _new_cache(self):
+        return croppable_cache(self._model.net)
 
     def __len__(self) -> int:
-        return self._len
+        return len(self._ids)
 
     @torch.inference_mode()
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self._model.device)
-        n = ids.shape[1]
+        new = [int(t) for t in token_ids]
+        n = len(new)
         if n == 0:
             raise ValueError("extend needs at least one token")
         keep = n if keep is None else max(1, min(keep, n))
-        out = self._forward(ids, keep)  # the cache object is updated in place by the forward pass
-        self._len += n
-        return logp_rows(out.logits[0, -keep:])
+        with self._model.lock:  # the net and its modules are the model's, shared by its sessions
+            fed = self._ids[self._cached:] + new  # what the cache lacks (only after a failure on a stuck cache)
+            ids = torch.tensor([fed], dtype=torch.long, device=self._model.device)
+            try:
+                out = self._forward(ids, keep)  # the cache object is updated in place by the forward pass
+                logp = logp_rows(out.logits[0, -keep:])
+            except BaseException:
+                self._restore()
+                raise
+            self._ids += new
+            self._cached = len(self._ids)
+            return logp
 
     def _forward(self, ids: torch.Tensor, keep: int):
         return self._model.net(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=keep)
 
+    def _restore(self) -> None:
+        """Put the cache back to the `self._cached` positions it held before a call that raised
+        midway: cut every layer to that length (each by its own count: a layer that did not run
+        yet has nothing to drop). A cache that held nothing starts afresh; a cache with layers that
+        cannot be cut back starts afresh too, and re-feeds the session's tokens on the next call."""
+        if self._cached == 0 or self._stuck:
+            self._cache, self._stuck = self._new_cache()
+            self._cached = 0
+            return
+        cut_layers_to(self._layers(), self._cached)
+
+    def _layers(self):
+        return self._cache.layers
+
     def truncate(self, n: int) -> None:
-        if not 0 <= n <= self._len:
-            raise ValueError(f"cannot truncate a session of {self._len} positions to {n}")
-        if n < self._len:
-            if self._stuck:
-                raise ModelSpecError(
-                    f"{self._model.spec}: its cache layers ({', '.join(self._stuck)}) keep a state that cannot be "
-                    "rolled back to an earlier position, so it cannot verify or draft tokens that may be rejected; "
-                    "use it alone (big-only / small-only) or pick a model with attention layers only")
-            self._cache.crop(n - self._len)  # transformers 5: a negative count removes that many
-            self._len = n
+        if not 0 <= n <= len(self._ids):
+            raise ValueError(f"cannot truncate a session of {len(self._ids)} positions to {n}")
+        with self._model.lock:
+            if n < self._cached:
+                if self._stuck:
+                    raise ModelSpecError(
+                        f"{self._model.spec}: its cache layers ({', '.join(self._stuck)}) keep a state that cannot be "
+                        "rolled back to an earlier position, so it cannot verify or draft tokens that may be rejected; "
+                        "use it alone (big-only / small-only) or pick a model with attention layers only")
+                self._cache.crop(n - self._cached)  # transformers 5: a negative count removes that many
+                self._cached = n
+            del self._ids[n:]
+
+
+def cut_layers_to(layers, n: int) -> None:
+    """Cut each cache layer back to n positions, whatever its own length (a forward pass that
+    raised midway leaves the layers before the failure longer than the ones after it)."""
+    for layer in layers:
+        # DynamicIndexedLayer's extra keys may have been updated or not, apart from the main ones:
+        # cut from what they are now, not by the main keys' count
+        indexer = getattr(layer, "indexer_keys", None)
+        positions = getattr(layer, "indexer_position_ids", None)
+        length = layer.get_seq_length() if getattr(layer, "is_initialized", False) and \
+            hasattr(layer, "get_seq_length") else 0
+        if length > n:
+            layer.crop(n - length)
+        if indexer is not None:
+            layer.indexer_keys = indexer[:, :n]
+        if positions is not None:
+            layer.indexer_position_ids = positions[..., :n]
 
 
 def logp_rows(logits: torch.Tensor) -> torch.Tensor:
@@ -150,6 +202,9 @@ class HFModel:
         self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
         self.context_length = getattr(cfg, "max_position_embeddings", None)
         self.eos_token_ids = frozenset(_eos_ids(net, tokenizer))
+        # held around every forward pass and cache edit of this model's sessions, so that threads
+        # sharing the model take turns (re-entrant: a forward hook may use a session itself)
+        self.lock = threading.RLock()
 
     def session(self) -> HFSession:
         return HFSession(self)

@@ -43,16 +43,24 @@ class HFSeq2SeqSession(HFSession):
     every decoder step reads that output; truncate crops the self-attention half of the cache only."""
 
     def __init__(self, model: "HFSeq2SeqModel", source_ids: Sequence[int]):
-        from transformers import DynamicCache, EncoderDecoderCache
-
         self._model = model
         src = torch.tensor([list(source_ids)], dtype=torch.long, device=model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.lock:
             self._encoded = model.net.get_encoder()(input_ids=src, return_dict=True)
-        cfg = model.net.config
-        self._cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
-        self._stuck: list[str] = []
-        self._len = 0
+        self._cache, self._stuck = self._new_cache()
+        self._ids: list[int] = []
+        self._cached = 0
+
+    def _new_cache(self):
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        cfg = self._model.net.config
+        return EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg)), []
+
+    def _layers(self):
+        # after the first extend the cross-attention half is complete and never changes; a failure
+        # in the first one starts the whole cache afresh (HFSession._restore)
+        return self._cache.self_attention_cache.layers
 
     def _forward(self, ids: torch.Tensor, keep: int):
         # passing encoder_outputs skips the encoder

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -108,19 +109,22 @@ class LlamaCppSession:
         if len(self.tokens) + n > m.context_length:
             raise ValueError(f"the sequence ({len(self.tokens) + n} tokens) would not fit the llama.cpp "
                              f"context of {m.context_length}; load the model with a larger n_ctx")
-        seq = m._attach(self)
-        logits = m._decode(ids, len(self.tokens), keep, seq)
-        self.tokens += ids
-        m._slots[seq].tokens += ids
-        return torch.log_softmax(torch.from_numpy(logits), dim=-1)
+        with m.lock:  # one llama_batch, one context and the slots are the model's, shared by its sessions
+            seq = m._attach(self)
+            logits = m._decode(ids, len(self.tokens), keep, seq)  # a failure leaves no cells behind
+            logp = torch.log_softmax(torch.from_numpy(logits), dim=-1)
+            self.tokens += ids
+            m._slots[seq].tokens += ids
+        return logp
 
     def truncate(self, n: int) -> None:
         if not 0 <= n <= len(self.tokens):
             raise ValueError(f"cannot truncate a session of {len(self.tokens)} positions to {n}")
-        del self.tokens[n:]
         m = self._model
-        if self.seq is not None and m._slots[self.seq].owner() is self:
-            m._remove_from(self.seq, n)
+        with m.lock:
+            if self.seq is not None and m._slots[self.seq].owner() is self:
+                m._remove_from(self.seq, n)
+            del self.tokens[n:]
 
 
 @dataclass
@@ -169,6 +173,10 @@ class LlamaCppModel:
         self.eos_token_ids = frozenset(_eog_ids(self.llm))
         self._slots = [_Slot() for _ in range(n_seq)]
         self._clock = itertools.count(1)
+        # held around everything that touches the context, the batch or the slots (every session's
+        # extend and truncate), so that threads sharing the model take turns; re-entrant, as
+        # extend holds it while _attach and _decode take it again
+        self.lock = threading.RLock()
 
     def session(self) -> LlamaCppSession:
         return LlamaCppSession(self)
@@ -181,6 +189,10 @@ class LlamaCppModel:
     def _attach(self, session: LlamaCppSession) -> int:
         """Give `session` a sequence whose cells hold exactly its tokens (re-feeding only what
         differs from what the sequence held) and return its id."""
+        with self.lock:
+            return self._attach_locked(session)
+
+    def _attach_locked(self, session: LlamaCppSession) -> int:
         seq = session.seq
         if seq is None or self._slots[seq].owner() is not session:
             seq = session.seq = self._claim(session)
@@ -202,7 +214,9 @@ class LlamaCppModel:
                                            -self._slots[i].used))
         else:
             seq = min(range(len(self._slots)), key=lambda i: self._slots[i].used)
-            self._slots[seq].owner().seq = None
+            owner = self._slots[seq].owner()
+            if owner is not None:  # it may have died since the line above
+                owner.seq = None
         self._slots[seq].owner = weakref.ref(session)
         return seq
 
@@ -225,7 +239,18 @@ class LlamaCppModel:
 
     def _decode(self, ids: list[int], start: int, keep: int, seq: int) -> np.ndarray:
         """Feed ids to sequence `seq` at positions start.. in batches of n_batch; return float32
-        logits of the last `keep` positions ([keep, vocab])."""
+        logits of the last `keep` positions ([keep, vocab]). The sequence holds exactly `start`
+        positions when it is called (what its slot says); when a chunk fails (or Ctrl-C), the cells
+        of the chunks before it are removed again, so it holds them still."""
+        with self.lock:
+            try:
+                return self._decode_chunks(ids, start, keep, seq)
+            except BaseException:
+                self.llm._ctx.kv_cache_seq_rm(seq, start, -1)
+                del self._slots[seq].tokens[start:]
+                raise
+
+    def _decode_chunks(self, ids: list[int], start: int, keep: int, seq: int) -> np.ndarray:
         ctx, batch = self.llm._ctx, self.llm._batch
         out = np.empty((keep, self.vocab_size), dtype=np.float32)
         n = len(ids)

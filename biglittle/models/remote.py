@@ -27,9 +27,18 @@ top-k approximation (`allow_topk_sampling=True`).
 
 Faults: connect and read timeouts, up to `retries` retries with exponential backoff (scoring is
 idempotent), and a clear `RemoteError` when the server is down, too slow, or answers nonsense.
+A request that fails leaves the session's tokens as they were.
+
+The model holds an HTTP client (a pool of connections): `model.close()` closes it (so does leaving
+a `with load_model("remote:...") as big:` block, or the model being garbage-collected); after that
+every call is a `RemoteError`. Threads may share the model: its sessions' requests go out side by
+side (the server may batch them), and the little shared state (counters, the token-text table)
+is guarded by locks.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Sequence
 from urllib.parse import urlparse
 
@@ -59,8 +68,9 @@ class RemoteSession:
         rows = self.model.dialect.score(seq, start, self.model.top_k)
         if len(rows.top) != keep:
             raise RemoteError(f"the server returned {len(rows.top)} scored positions, expected {keep}")
-        self.tokens = seq
-        return self.model.dense(rows, seq[start + 1:])
+        out = self.model.dense(rows, seq[start + 1:])
+        self.tokens = seq  # only now: a request that failed leaves the session as it was
+        return out
 
     def truncate(self, n: int) -> None:
         if not 0 <= n <= len(self.tokens):
@@ -78,19 +88,36 @@ class RemoteModel:
         self.vocab_size, self.tokenizer, self.context_length, self.top_k = vocab_size, tokenizer, context_length, top_k
         self.eos_token_ids = frozenset(eos_token_ids)
         self.on_failure = on_failure  # "small-only": the decode loop finishes with the small model
+        # the client's connections are closed by close(), or when this object is collected
+        self._finalizer = weakref.finalize(self, http.close)
 
     def session(self) -> RemoteSession:
+        if self.http.closed:
+            raise self.http.closed_error()
         return RemoteSession(self)
+
+    def close(self) -> None:
+        """Close the HTTP client (idempotent). Later calls raise a RemoteError at once."""
+        self._finalizer()
+
+    def __enter__(self) -> "RemoteModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def dense(self, rows: Rows, next_tokens: list[int]) -> torch.Tensor:
         """[n, vocab] log-probs: the top-k and the given tokens filled in, −inf elsewhere."""
         out = torch.full((len(rows.top), self.vocab_size), -torch.inf)
-        for i, top in enumerate(rows.top):
-            for tid, lp in top.items():
-                if 0 <= tid < self.vocab_size:
-                    out[i, tid] = lp
-            if i < len(next_tokens) and rows.given[i] is not None:
-                out[i, next_tokens[i]] = float(rows.given[i])
+        try:
+            for i, top in enumerate(rows.top):
+                for tid, lp in top.items():
+                    if 0 <= tid < self.vocab_size:
+                        out[i, tid] = lp
+                if i < len(next_tokens) and rows.given[i] is not None:
+                    out[i, next_tokens[i]] = float(rows.given[i])
+        except (TypeError, ValueError, IndexError, AttributeError) as e:
+            raise malformed("rows", e) from None
         return out
 
     def __repr__(self) -> str:
@@ -104,6 +131,7 @@ class _LocalTokenizer:
     def __init__(self, tokenizer, vocab_size: int):
         self.inner, self.vocab_size = tokenizer, vocab_size
         self._pieces: dict[str, int | None] | None = None
+        self._building = threading.Lock()  # threads sharing the model build the table once
 
     def text(self, ids: list[int]) -> str:
         return self.inner.decode(ids, skip_special=False)  # special tokens stay, to re-tokenize as they were
@@ -117,11 +145,13 @@ class _LocalTokenizer:
 
     def piece_id(self, piece: str) -> int | None:
         if self._pieces is None:
-            table: dict[str, int | None] = {}
-            for tid in range(self.vocab_size):
-                p = self.inner.decode([tid], skip_special=False)
-                table[p] = None if p in table else tid
-            self._pieces = table
+            with self._building:
+                if self._pieces is None:
+                    table: dict[str, int | None] = {}
+                    for tid in range(self.vocab_size):
+                        p = self.inner.decode([tid], skip_special=False)
+                        table[p] = None if p in table else tid
+                    self._pieces = table
         return self._pieces.get(piece)
 
 
@@ -141,6 +171,15 @@ def load_remote(spec: str, rest: str, dtype: str | None = None, tokenizer_from=N
     if urlparse(base).scheme not in ("http", "https"):
         raise ModelSpecError(f"{spec}: remote specs look like remote:http://host:port#model")
     http = Http(base, api_key, connect_timeout, read_timeout, retries)
+    try:
+        return _connect(spec, base, model_id, http, tokenizer_from, top_k, on_failure, eos_token_ids)
+    except BaseException:
+        http.close()  # a model that failed to load leaves no open connections
+        raise
+
+
+def _connect(spec: str, base: str, model_id: str, http: Http, tokenizer_from, top_k: int, on_failure: str,
+             eos_token_ids) -> RemoteModel:
     cards = {m.get("id"): m for m in http.call("GET", "/v1/models").get("data", [])}
     models = list(cards)
     if not models:

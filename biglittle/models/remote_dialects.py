@@ -2,6 +2,7 @@
 (see models/remote.py for what each one can and cannot do exactly)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from ..errors import RemoteError
@@ -21,6 +22,7 @@ class BiglittleDialect:
     def __init__(self, http: Http, model: str):
         self.http, self.model = http, model
         self.server_s = 0.0  # forward-pass time the server reported, summed over calls
+        self._count = threading.Lock()  # threads sharing the model add to server_s
 
     def tokenize(self, text: str) -> list[int] | None:
         return self.http.call("POST", "/v1/tokenize", {"model": self.model, "text": text})["tokens"]
@@ -28,12 +30,13 @@ class BiglittleDialect:
     def score(self, ids: list[int], start: int, top_k: int) -> Rows:
         resp = self.http.call("POST", "/v1/score", {"model": self.model, "token_ids": ids, "start": start,
                                                     "top_k": top_k})
-        self.server_s += float(resp.get("elapsed_s") or 0.0)  # the server's own forward-pass time
         try:
+            with self._count:
+                self.server_s += float(resp.get("elapsed_s") or 0.0)  # the server's own forward-pass time
             rows = resp["rows"]
             return Rows([{int(t): float(lp) for t, lp in row["top"]} for row in rows],
-                        [row.get("next_logprob") for row in rows])
-        except (KeyError, TypeError, ValueError) as e:
+                        [None if row.get("next_logprob") is None else float(row["next_logprob"]) for row in rows])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise malformed("rows", e) from None
 
 
@@ -95,6 +98,7 @@ class LlamaCppServerDialect:
         self.http, self.model, self.tokenizer = http, model, tokenizer
         self.single_rows = 0       # rows that needed a request of their own (see score)
         self.retokenized_rows = 0  # of those, rows whose text the server tokenized differently
+        self._count = threading.Lock()  # threads sharing the model add to the counts
 
     def tokenize(self, text: str) -> list[int] | None:
         return self.http.call("POST", "/extras/tokenize", {"input": text})["tokens"]
@@ -141,7 +145,8 @@ class LlamaCppServerDialect:
 
     def _row_alone(self, prefix: list[int], top_k: int) -> dict[int, float]:
         """The distribution after the last token of prefix, from one completion without echo."""
-        self.single_rows += 1
+        with self._count:
+            self.single_rows += 1
         body = {"model": self.model, "prompt": self.tokenizer.text(prefix), "max_tokens": 1, "temperature": 0.0,
                 "logprobs": top_k}
         resp = self.http.call("POST", "/v1/completions", body)
@@ -150,5 +155,6 @@ class LlamaCppServerDialect:
         except (KeyError, TypeError, IndexError) as e:
             raise malformed("logprobs", e) from None
         if resp.get("usage", {}).get("prompt_tokens") != len(prefix):
-            self.retokenized_rows += 1  # scored on the server's own tokenization of the same text
+            with self._count:
+                self.retokenized_rows += 1  # scored on the server's own tokenization of the same text
         return self._ids(entry)
