@@ -67,16 +67,41 @@ def test_truncate_then_extend_reproduces_without_recomputing_kept_positions(mode
         assert len(s) == 5
         again = s.extend(ids[5:])
     assert fed == [(len(ids) - 5, 5)], "only the new tokens are evaluated, at positions 5.."
+    # the same cells, blocks of several rows both times: measured bit-equal here (max difference 0);
+    # 2e-2 leaves room only for a backend that picks its kernels by block length
     assert torch.allclose(again, full[5:], atol=2e-2)
     assert (again.argmax(-1) == full[5:].argmax(-1)).all()
     with pytest.raises(ValueError):
         s.truncate(len(s) + 1)
 
 
+# What llama.cpp's numerics allow between two computations of the same positions (cells in other
+# places, other block lengths): it promises no bit-equality (models/llamacpp.py), only rounding.
+# Measured on this machine with this model (SmolLM2-135M Q4_1), over every comparison in this file:
+# most are bit-equal (one block vs one token at a time included); where a session's cells lie among
+# another's (a rollback in between, a re-read after its cells were emptied) the largest probability
+# difference was 0.041 (0.014 and 0.0003 in the other cases), and no argmax changed.
+# On the Qwen2.5-Coder Q4_K_M models block and one-at-a-time scoring differ more (270 positions:
+# largest probability difference 0.045 for the 0.5B, 0.052 for the 1.5B; argmax flips at 5 and 4
+# positions, each where the two tokens were within 0.042 (0.5B) and 0.067 (1.5B) nat in one of the
+# two rows). So: a near-tie is a top-2 margin under 0.1 nat, and probabilities agree within 0.05.
+NEAR_TIE = 0.1   # nat
+P_TOL = 0.05     # probability
+
+
+def near_tie_flips_only(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Wherever rows of a and b pick different argmaxes, the two tokens are a near-tie in one of them."""
+    for i in torch.nonzero(a.argmax(-1) != b.argmax(-1))[:, 0].tolist():
+        x, y = int(a[i].argmax()), int(b[i].argmax())
+        if min(float(a[i, x] - a[i, y]), float(b[i, y] - b[i, x])) >= NEAR_TIE:
+            return False
+    return True
+
+
 def same_distribution(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Two rows of log-probs that llama.cpp computed with cells in other places or in other blocks:
-    the same argmax, and probabilities within rounding noise."""
-    return bool((a.argmax(-1) == b.argmax(-1)).all()) and (a.exp() - b.exp()).abs().max().item() < 0.05
+    the same argmax but at near-ties, and probabilities within rounding noise (see above)."""
+    return near_tie_flips_only(a, b) and (a.exp() - b.exp()).abs().max().item() < P_TOL
 
 
 @contextmanager
@@ -151,14 +176,13 @@ def test_bad_sequence_count_is_refused(model):
 
 
 def test_block_scoring_agrees_with_one_at_a_time(model, ids):
-    """llama.cpp's block logits are not bit-identical to one-at-a-time ones; the argmax agrees."""
+    """llama.cpp's block logits need not be bit-identical to one-at-a-time ones (here they were);
+    the argmax agrees but at near-ties, and the probabilities within rounding noise."""
     block = model.session().extend(ids)
     s = model.session()
     single = torch.cat([s.extend([t]) for t in ids])
-    agree = (block.argmax(-1) == single.argmax(-1)).float().mean().item()
-    assert agree >= 0.9, f"block vs single argmax agreement {agree:.2f}"
-    # low-probability tails move most; the distributions themselves stay close
-    assert (block.exp() - single.exp()).abs().max().item() < 0.1
+    assert near_tie_flips_only(block, single), (block.argmax(-1) != single.argmax(-1)).nonzero()
+    assert (block.exp() - single.exp()).abs().max().item() < P_TOL
 
 
 def test_context_overflow_is_a_clear_error(model):
@@ -187,7 +211,8 @@ def test_generations_taking_turns_are_each_greedy(model):
     """Two streams on one llama.cpp model advanced in turn (as the server interleaves jobs) are each
     the model's greedy answer: every token is the argmax of the model run alone on its prefix, up to
     a near-tie (llama.cpp's rounding depends on where a sequence's cells lie, so a tie can break
-    either way). Speculative with the model drafting for itself keeps two sessions per job alive."""
+    either way: within NEAR_TIE nat of the top; measured here, every token was the argmax).
+    Speculative with the model drafting for itself keeps two sessions per job alive."""
     prompts = [model.tokenizer.encode(p) for p in ("def fib(n):", "The capital of France is")]
     for policy in (bl.BigOnly(), bl.Speculative(draft=3)):
         streams = [bl.stream(model, model, p, policy=policy, max_new_tokens=16) for p in prompts]
@@ -201,10 +226,10 @@ def test_generations_taking_turns_are_each_greedy(model):
                     answers[i] += chunk.token_ids
         for prompt, answer in zip(prompts, answers):
             assert len(answer) == 16
-            alone = model.session().extend(prompt + answer[:-1], keep=len(answer)).exp()
+            alone = model.session().extend(prompt + answer[:-1], keep=len(answer))
             top = alone.max(-1).values
             chosen = alone.gather(1, torch.tensor(answer)[:, None])[:, 0]
-            assert (top - chosen).max().item() < 0.05, (policy, answer)
+            assert (top - chosen).max().item() < NEAR_TIE, (policy, answer)  # log-probs: nat
 
 
 def test_vocab_mismatch_with_a_tiny_hf_model(model, small):

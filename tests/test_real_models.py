@@ -2,8 +2,8 @@
 catalog on first use (1.6 GB) and dequantized once for transformers (cached as safetensors).
 
 Exact equality with big-only greedy is asserted on HF fp32 (batched fp32 scoring is
-bit-exact there). On llama.cpp, block logits differ slightly from one-at-a-time logits, so
-the agreement is measured and reported, with a floor.
+bit-exact there). On llama.cpp, block logits differ slightly from one-at-a-time logits, so a
+lossless path equals big-only up to the first near-tie (NEAR_TIE below), and not one token less.
 
 Memory: the tests run in three groups (classes), each holding only the models it needs and
 freeing them when it ends, so the suite peaks at 7.6 GB (measured), not 17: the llama.cpp pair
@@ -73,6 +73,29 @@ def agreement(a: list[int], b: list[int]) -> float:
     return common_prefix(a, b) / max(len(a), len(b))
 
 
+# A near-tie: the big model's top-2 log-prob margin below 0.1 nat, in the row big-only greedy chose
+# from (one token at a time). Only there may a block of k positions, not bit-equal to k single steps
+# on llama.cpp, pick the other token. Measured on this machine (scripts/measure_backends.py's 10
+# prompts, 270 positions, block vs one-at-a-time): the 1.5B's argmax flipped at 4 positions, whose
+# one-at-a-time margins were 0.012, 0.032, 0.042 and 0.067 nat (the 0.5B: 5 flips, 0.026–0.133);
+# elsewhere the top-2 margin is no guide (the top log-probs moved by up to 0.62 nat where p > 1e-3).
+# On this test's prompts the references' smallest margin is 0.137 nat and every lossless path was
+# equal to them, token for token.
+NEAR_TIE = 0.1
+
+
+def first_difference(got: list[int], ref) -> tuple[int, float | None, bool] | None:
+    """None where `got` equals the reference (a big-only result with logprobs=2) token for token;
+    else (position, the reference's top-2 margin there, whether `got` took the runner-up)."""
+    i = common_prefix(got, ref.token_ids)
+    if i == len(got) == len(ref.token_ids):
+        return None
+    if i == min(len(got), len(ref.token_ids)):  # one ended early: not a tie at all
+        return i, None, False
+    (_, top), (second, runner_up) = ref.logprobs[i].top[:2]
+    return i, top - runner_up, got[i] == second
+
+
 class TestLlamaCppPair:
     """Both models on llama.cpp (the default backends): 1.6 GB."""
 
@@ -84,23 +107,27 @@ class TestLlamaCppPair:
         assert "default pair 'qwen-coder'" in r.output
         assert "8 tokens" in r.output
 
-    def test_llamacpp_agreement_with_big_only(self, qwen_small, cpp_big, record_property, capsys):
+    def test_llamacpp_lossless_paths_equal_big_only_up_to_a_near_tie(self, qwen_small, cpp_big, record_property,
+                                                                      capsys):
+        """Greedy speculative decoding and BiLD with fallback > 1 are lossless: on llama.cpp each
+        equals big-only greedy token for token, or up to a near-tie where it took the runner-up
+        (after which the texts may go their own ways)."""
         rows = []
         for prompt in PROMPTS[:2]:
-            ref = greedy(None, cpp_big, prompt, bl.BigOnly()).token_ids
-            spec = greedy(qwen_small, cpp_big, prompt, bl.Speculative(draft=4)).token_ids
-            bild = greedy(qwen_small, cpp_big, prompt, bl.BiLD(fallback=1.5)).token_ids
-            rows.append((agreement(spec, ref), agreement(bild, ref)))
-        spec_mean = sum(r[0] for r in rows) / len(rows)
-        bild_mean = sum(r[1] for r in rows) / len(rows)
-        record_property("llamacpp_speculative_agreement", spec_mean)
-        record_property("llamacpp_bild_fallback_agreement", bild_mean)
+            ref = bl.generate(None, cpp_big, prompt, policy=bl.BigOnly(), max_new_tokens=TOKENS, temperature=0.0,
+                              logprobs=2)
+            assert len(ref.token_ids) == TOKENS or ref.stats.finish_reason == "eos"
+            for name, policy in (("speculative", bl.Speculative(draft=4)), ("bild-fallback", bl.BiLD(fallback=1.5))):
+                got = greedy(qwen_small, cpp_big, prompt, policy).token_ids
+                diff = first_difference(got, ref)
+                rows.append((name, agreement(got, ref.token_ids), diff))
+                if diff is not None:
+                    i, margin, runner_up = diff
+                    assert runner_up and margin < NEAR_TIE, (name, prompt, diff)
+        record_property("llamacpp_lossless_agreement", rows)
         with capsys.disabled():
-            print(f"\nllama.cpp agreement with big-only greedy ({len(rows)} prompts × {TOKENS} tokens, "
-                  f"prefix before the first difference): speculative {spec_mean:.2f}, "
-                  f"BiLD(fallback>1) {bild_mean:.2f}; per prompt {rows}")
-        # block logits are not bit-identical, so a near-tie can flip; most of each text must agree
-        assert spec_mean >= 0.5 and bild_mean >= 0.5
+            print(f"\nllama.cpp lossless paths vs big-only greedy ({TOKENS} tokens; prefix agreement, first "
+                  f"difference as (position, top-2 margin, took the runner-up)): {rows}")
 
     def test_bild_defaults_make_fewer_big_calls_than_tokens(self, qwen_small, cpp_big):
         for prompt in PROMPTS[:2]:

@@ -12,7 +12,7 @@ import torch
 import biglittle as bl
 from biglittle.decoding.pair_memory import pair_memory
 from biglittle.decoding.sampling import Sampler
-from biglittle.decoding.schedules import make_schedule
+from biglittle.decoding.schedules import AutoSchedule
 from biglittle.errors import ConfigError, PromptError, VocabMismatchError
 from test_sampling_distribution import chi2_pvalue
 from test_seq2seq import encoder_calls
@@ -28,7 +28,8 @@ def pair(request, tmp_path_factory):
     arch = request.param
     d = tmp_path_factory.mktemp(f"s2sgen_{arch}")
     b = make_seq2seq(str(d / "big"), arch=arch, seed=1, sharpen=10.0 if arch == "t5" else 20.0)
-    s = make_seq2seq_draft_of(b, str(d / "small"), noise=0.03 if arch == "t5" else 0.1, seed=2)
+    # noisy enough that, after the big model's first token, drafts of 2..5 are rejected somewhere
+    s = make_seq2seq_draft_of(b, str(d / "small"), noise=0.03 if arch == "t5" else 0.2, seed=2)
     return bl.load_model(f"hf-seq2seq:{s}"), bl.load_model(f"hf:{b}")
 
 
@@ -55,36 +56,62 @@ def test_big_only_and_small_only_equal_naive_greedy(pair, reference):
     assert r.token_ids != reference  # the pair disagrees somewhere, so the cases below mean something
 
 
+@pytest.fixture
+def fresh_pair_memory(pair):
+    """Nothing learned on the pair before the test, and nothing left after it."""
+    memory = pair_memory(*pair)
+    memory.clear()
+    yield memory
+    memory.clear()
+
+
+def eager_auto(monkeypatch) -> None:
+    """Auto schedules with an unlimited exploration budget: they probe whenever they would stop drafting."""
+    real = AutoSchedule.__init__
+
+    def init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.explore = math.inf
+
+    monkeypatch.setattr(AutoSchedule, "__init__", init)
+
+
 @pytest.mark.parametrize("draft", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("schedule", ["constant", "heuristic", "auto"])
-def test_greedy_speculative_equals_big(pair, reference, draft, schedule):
+def test_greedy_speculative_equals_big(pair, reference, draft, schedule, fresh_pair_memory, monkeypatch):
     small, big = pair
-    policy = bl.Speculative(draft=draft, schedule=schedule)
-    key, memory = (policy, "model"), pair_memory(small, big)
-    if schedule == "auto":  # an unlimited exploration budget: it probes whenever it would stop drafting
-        memory[key] = make_schedule("auto", draft)
-        memory[key].explore = math.inf
-    try:
-        r = bl.generate(small, big, SOURCE, policy=policy, max_new_tokens=N)
-    finally:
-        memory.pop(key, None)
+    if schedule == "auto":
+        eager_auto(monkeypatch)
+    r = bl.generate(small, big, SOURCE, policy=bl.Speculative(draft=draft, schedule=schedule), max_new_tokens=N)
     assert r.token_ids == reference
     assert r.stats.drafted > 0
     if draft > 1 and schedule == "constant":
         assert 0 < r.stats.accepted < r.stats.drafted and r.stats.rollbacks > 0
 
 
-def test_auto_schedule_learns_for_the_pair_not_for_one_request(pair):
-    """The loop sees source-bound models, but what `auto` learns is kept for the models themselves."""
+def test_auto_schedule_learns_for_the_pair_not_for_one_request(pair, fresh_pair_memory, monkeypatch):
+    """The loop sees source-bound models, but what `auto` learns is kept for the models themselves:
+    the pair's memory holds the acceptance counts and big-model timings of exactly the rounds run
+    (the prior, 7 hits in 10 trials, plus what each request's statistics report), and a second
+    request adds to them rather than starting again."""
     small, big = pair
+    eager_auto(monkeypatch)  # so that it drafts within a short request
     policy = bl.Speculative(draft=3, schedule="auto")
-    pair_memory(small, big).pop((policy, "model"), None)
-    bl.generate(small, big, SOURCE, policy=policy, max_new_tokens=8)
-    try:
-        learned = pair_memory(small, big)[(policy, "model")]
-        assert learned.alpha > 0  # it measured this pair's acceptance
-    finally:
-        pair_memory(small, big).pop((policy, "model"), None)
+    first = bl.generate(small, big, SOURCE, policy=policy, max_new_tokens=N).stats
+    assert first.drafted > 0
+    [learned] = fresh_pair_memory.values()  # one entry, under the unbound models
+    # per drafting round: hits += accepted, trials += accepted + 1 if a draft was rejected
+    assert (learned.hits, learned.trials) == (7 + first.accepted, 10 + first.accepted + first.rollbacks)
+    assert learned.t_small is not None and learned.t_small > 0  # a draft step was timed
+    assert learned.costs.calls and learned.big_calls_seen > 0  # and big-model blocks
+    seen = learned.big_calls_seen
+    second = bl.generate(small, big, [7, 9] + SOURCE, policy=policy, max_new_tokens=N).stats
+    [again] = fresh_pair_memory.values()
+    assert again is learned  # kept, not replaced
+    assert again.hits == 7 + first.accepted + second.accepted
+    assert again.trials == 10 + first.accepted + first.rollbacks + second.accepted + second.rollbacks
+    assert again.big_calls_seen > seen
+    assert first.rollbacks + second.rollbacks > 0  # both terms of the count were exercised
 
 
 @pytest.mark.parametrize("drafter", ["lookup", "hybrid"])
@@ -131,8 +158,22 @@ def test_contrastive_with_alpha_one_equals_big(pair, reference):
     small, big = pair
     r = bl.generate(small, big, SOURCE, policy=bl.Contrastive(alpha=1.0), max_new_tokens=N)
     assert r.token_ids == reference
+    assert r.stats.small_calls == N
     default = bl.generate(small, big, SOURCE, policy=bl.Contrastive(), max_new_tokens=N)
-    assert len(default.token_ids) == N and r.stats.small_calls == N
+    assert len(default.token_ids) == N
+    # every token is in the plausible set {x : p_big(x) ≥ 0.1 · max p_big} at its step, and the
+    # best contrastive score there, from the two models' own uncached passes
+    start = big.decoder_start_ids
+    big_logp = naive_logprobs(big.net, SOURCE, start + default.token_ids)[len(start) - 1:-1]
+    small_logp = naive_logprobs(small.net, SOURCE, start + default.token_ids)[len(start) - 1:-1]
+    changed = 0
+    for i, token in enumerate(default.token_ids):
+        plausible = big_logp[i] >= big_logp[i].max() + math.log(0.1)
+        assert plausible[token], i
+        score = (big_logp[i] - small_logp[i]).masked_fill(~plausible, -math.inf)
+        assert float(score[token]) >= float(score.max()) - 1e-4, i  # 1e-4 nat: cached vs uncached fp32
+        changed += token != int(big_logp[i].argmax())
+    assert default.stats.extra["changed_from_big_greedy"] == changed
 
 
 @pytest.mark.parametrize("threshold,answered_by", [(math.inf, "big"), (-math.inf, "small")])

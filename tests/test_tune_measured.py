@@ -2,13 +2,13 @@
 when the low end of a paired bootstrap interval over prompts does, so a few lucky prompts cannot
 carry a worse policy; the bootstrap itself against a hand computation."""
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import biglittle as bl
+import biglittle.tune.run as run_module
 from biglittle.data.metrics import bleu_chrf
 from biglittle.tune import Costs, bootstrap_interval, metric_on_prompts, percentile_interval, resample_indices, tune
 
@@ -169,36 +169,98 @@ def test_an_agreement_floor_also_needs_its_interval(small, big):
 
 # ---------------------------------------------------------------- ranked by the clock
 
+# The clock tune reads (biglittle/tune/timing.py's time.perf_counter) is replaced by a fake one that
+# advances only by what each run did, priced at CLOCK (calls nearly as cheap as the small model's:
+# a small model drafting for itself, where drafting barely pays), plus PAUSE for every generation of
+# Sleepy. Every measured time is then known exactly and no result depends on the machine's speed.
+# COSTS, the priced estimate, says a big call costs 50 small ones: it favours the longest draft.
+CLOCK = Costs(small_call_s=0.001, big_call_s=0.002, big_position_s=0.0001)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+FAKE = FakeClock()
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """tune's timer reads FAKE, and every generation it times moves FAKE by CLOCK's price of its calls."""
+    import biglittle.tune.timing as timing
+
+    real_generate = timing.generate
+
+    def priced_generate(*args, **kwargs):
+        r = real_generate(*args, **kwargs)
+        FAKE.now += CLOCK.of(r.stats)
+        return r
+
+    FAKE.now = 0.0
+    monkeypatch.setattr(timing, "time", FAKE)
+    monkeypatch.setattr(timing, "generate", priced_generate)
+    return FAKE
+
+
 @dataclass(frozen=True)
 class Sleepy(bl.Speculative):
-    """Speculative decoding that sleeps after every commit: slower than its calls say."""
+    """Speculative decoding that stalls for `pause` (fake) seconds in every generation, after its
+    first commit: slower than its calls say."""
+    pause: float = 0.0
 
     def describe(self):
-        return "sleepy-" + super().describe()
+        return f"sleepy{self.pause}-" + super().describe()
 
     def run(self, *args, **kwargs):
-        for step in super().run(*args, **kwargs):
-            time.sleep(0.03)
+        for i, step in enumerate(super().run(*args, **kwargs)):
+            if i == 0:
+                FAKE.now += self.pause
             yield step
 
 
-def test_a_candidate_made_slow_on_purpose_loses_on_the_clock(big):
+def clock_wall(c, pause: float = 0.0) -> float:
+    """What the fake clock reads for one round of candidate c (its runs repeat exactly, round to round)."""
+    return CLOCK.estimate(c.small_calls, c.big_calls, c.big_positions) + pause * len(PROMPTS)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05])
+def test_the_ranking_follows_the_clock_not_the_priced_calls(big, fake_clock, pause):
     """Same model as drafter and verifier: every draft is accepted and every candidate is lossless.
-    Priced calls favour the longest draft; that one sleeps, and the clock ranks it last."""
-    slow = Sleepy(draft=8)
+    Priced calls favour the longest draft (Sleepy, draft 8). On the clock, without a pause it wins
+    too; pausing 0.05 s a generation makes it slower than big-only, and the clock ranks it last."""
+    slow = Sleepy(draft=8, pause=pause)
     fast = bl.Speculative(draft=2)
     common = dict(max_new_tokens=24, policies=[fast, slow], cascades=False, include_small=False, costs=COSTS)
     by_estimate = tune(big, big, PROMPTS, rank_by="estimate", repeats=1, **common)
-    assert by_estimate.best.spec == slow.describe()  # what the estimate alone would choose
+    assert by_estimate.best.spec == slow.describe()  # what the priced calls alone choose
 
     r = tune(big, big, PROMPTS, repeats=3, **common)
     c = {c.spec: c for c in r.candidates}
-    assert r.best.spec != slow.describe()
-    assert c[slow.describe()].speedup < c[fast.describe()].speedup and c[slow.describe()].speedup < 1
-    assert c[slow.describe()].meets_floor  # lossless: it loses on time alone
-    assert c[slow.describe()].est_speedup is None and c[slow.describe()].est_error > 0.15  # said to be off
-    assert c["big"].speedup == 1.0 and c["big"].rounds == 3
-    assert c[fast.describe()].rounds in (1, 3) and c[slow.describe()].rounds >= 1
+    base, s, f = c["big"], c[slow.describe()], c[fast.describe()]
+    assert all(x.meets_floor and x.agreement == 1.0 for x in (s, f))  # lossless: time alone decides
+    # each measured time is exactly what the fake clock was moved by
+    assert base.wall_s == pytest.approx(clock_wall(base), rel=1e-9)
+    assert f.wall_s == pytest.approx(clock_wall(f), rel=1e-9)
+    assert s.wall_s == pytest.approx(clock_wall(s, pause), rel=1e-9)
+    for x in (base, s, f):
+        assert x.speedup == pytest.approx(base.wall_s / x.wall_s, rel=1e-9)
+    assert base.speedup == 1.0 and base.rounds == 3 and f.rounds == 3
+    # the slowest candidate is timed once only when under PRUNE of the best first round
+    assert s.rounds == (1 if s.speedup < run_module.PRUNE * max(x.speedup for x in (base, s, f)) else 3)
+
+    assert r.best.spec == max(r.candidates, key=lambda x: x.speedup).spec
+    if pause:
+        assert r.best.spec == fast.describe() and s.speedup < 1 < f.speedup
+        assert min(r.candidates, key=lambda x: x.speedup).spec == slow.describe()
+        est = base.est_s / s.est_s
+        assert s.est_error == pytest.approx(est / s.speedup - 1) and s.est_error > 0.15
+        assert s.est_speedup is None  # an estimate that far from the clock is not reported
+    else:
+        assert r.best.spec == slow.describe() and s.speedup > f.speedup > 1
     assert r.settings["repeats"] == 3 and "round-robin" in r.settings["timing"]
 
 
