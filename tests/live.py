@@ -6,6 +6,18 @@ import threading
 import time
 
 
+def send_json(handler, status: int, body) -> None:
+    """Answer an http.server request with `body` (a str, or JSON-encoded) and a content-length."""
+    import json
+
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,8 +5,6 @@ unable to score). Slow tests run llama-cpp-python's own server (`python -m llama
 on SmolLM2-135M from the catalog and compare with the same model run locally.
 """
 import gc
-import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +15,7 @@ import pytest
 
 import biglittle as bl
 from biglittle.errors import RemoteError
-from live import free_port, wait_ready
+from live import free_port, send_json, wait_ready
 
 
 class FakeServer:
@@ -39,13 +37,7 @@ class FakeServer:
                 self.rfile.read(length)
                 outer.released.wait()
                 time.sleep(delay_s)
-                status, body = routes.get(self.path, (404, {"error": "no such path"}))
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *routes.get(self.path, (404, {"error": "no such path"})))
 
             do_GET = do_POST = _answer
 

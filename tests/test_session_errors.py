@@ -240,6 +240,8 @@ def fake_score():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from live import send_json
+
     class State:
         rows = None
         sent: list = []
@@ -259,12 +261,7 @@ def fake_score():
                 n = len(ids) - start
                 out = {"vocab_size": 16, "rows": state.rows or [
                     {"top": [[1, -0.5]], "next_logprob": -1.0 if i < n - 1 else None} for i in range(n)]}
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, 200, out)
 
         do_GET = do_POST = _answer
 
