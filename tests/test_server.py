@@ -1,5 +1,9 @@
 """`biglittle serve` as a real uvicorn server on loopback with the tiny pair: the official openai
-client, streaming, overrides, scoring, bad input, a bounded load test, cancellation and timeouts."""
+client, streaming, overrides, scoring, bad input, a bounded load test, cancellation, timeouts and
+shutdown. The tests of what happens while the model thread is busy hold it with events (`Gate`,
+or a blocking job on the pool) rather than sleeps, so their outcome does not depend on how fast
+the machine is; their time bounds (HANG) only end a test that would otherwise hang."""
+import dataclasses
 import json
 import math
 import threading
@@ -17,6 +21,68 @@ from biglittle.server.engine import Job
 from live import LiveServer
 
 MODEL = "tiny-pair"
+HANG = 120  # seconds: a bound on blocking waits that only a hang reaches
+# streamed with origins, every chunk is an event, even one whose token has no text yet (a part of
+# a character): a test waiting for the first chunk's event gets it before the model thread is held
+EVERY_CHUNK = {"biglittle": {"return_origins": True}}
+
+
+class Gate:
+    """A policy whose generations are held on the model thread at a known point: the first
+    commit goes out, then the thread waits inside the next round (its commit computed, not yet
+    handed over) until the test sets `opened`. `steps` counts the commits handed over; `closed`
+    is set once a generation's steps are closed (it finished, or the worker stopped it)."""
+
+    def __init__(self, base: bl.Policy | None = None):
+        self.reached, self.opened, self.closed = threading.Event(), threading.Event(), threading.Event()
+        self.steps = 0
+        gate, base = self, base or bl.BigOnly()
+
+        class Gated(type(base)):
+            def run(self, *args, **kwargs):
+                return gate.held(super().run(*args, **kwargs))
+
+        self.policy = Gated(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+
+    def held(self, steps):
+        try:
+            for i, step in enumerate(steps):
+                if i == 1:
+                    self.reached.set()
+                    if not self.opened.wait(HANG):
+                        raise RuntimeError("the test never opened the gate")
+                self.steps += 1
+                yield step
+        finally:
+            steps.close()
+            self.closed.set()
+
+
+def signal_on(obj, method: str, when=lambda *args, **kwargs: True) -> threading.Event:
+    """An event set each time a call of obj.<method>(...) has returned and when(...) holds
+    for its arguments."""
+    event, original = threading.Event(), getattr(obj, method)
+
+    def wrapped(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if when(*args, **kwargs):
+            event.set()
+        return out
+    setattr(obj, method, wrapped)
+    return event
+
+
+def until_refused(url: str) -> None:
+    """Wait until the server at url refuses new connections (it has begun to shut down)."""
+    give_up = time.monotonic() + HANG
+    while time.monotonic() < give_up:
+        try:
+            httpx.get(url + "/health", timeout=5)
+        except httpx.ConnectError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} still accepts connections")
+
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +178,50 @@ def test_stream_with_origins_carries_token_pieces(server, text_pair):
     reasons = sum((e["biglittle"].get("reasons", []) for e in events if "pieces" in e.get("biglittle", {})), [])
     assert "".join(pieces) == solo(text_pair, "Hello", max_new_tokens=12).text
     assert len(reasons) == 12 and set(reasons) <= {"small", "correction", "fallback", "big"}
+
+
+def test_token_pieces_of_a_long_chunk_cost_a_short_decode_each(text_pair):
+    """A cascade's kept answer reaches the stream as ONE chunk: its pieces (decoded on the event
+    loop) must cost a bounded decode per token, not a decode of the whole chunk so far per token."""
+    from biglittle.server.streaming import PIECE_WINDOW, pieces
+
+    tok = text_pair[1].tokenizer
+    decoded = []
+
+    class Counting:
+        def decode(self, ids, *args, **kwargs):
+            decoded.append(len(ids))
+            return tok.decode(ids, *args, **kwargs)
+
+    ids = tok.encode("héllo wörld, 你好: def f(x): return x ** 2 🎉 " * 20)
+    got = pieces(Counting(), [], ids)
+    assert "".join(got) == tok.decode(ids)
+    assert got == [p for i in range(len(ids)) for p in pieces(tok, ids[:i], ids[i:i + 1])]  # as one token a chunk
+    assert max(decoded) <= 2 * PIECE_WINDOW and len(decoded) <= len(ids) + len(ids) // PIECE_WINDOW + 1
+
+
+def test_small_only_stream_pieces_use_the_small_models_tokenizer(text_pair, tiny_dir):
+    """With a small model of another tokenizer, the small-only policy's tokens are the small
+    model's ids: their streamed pieces are its text, not those ids read by the big model."""
+    from tiny import make_other_tokenizer_draft
+
+    big = text_pair[1]
+    other = bl.load_model(f"hf:{make_other_tokenizer_draft(big.spec.partition(':')[2], str(tiny_dir / 'xv_serve'))}")
+    ref = bl.generate(other, None, "Hello", policy=bl.SmallOnly(), max_new_tokens=12)
+    assert big.tokenizer.decode(ref.token_ids) != ref.text  # the big model's tokenizer reads them wrong
+    live = LiveServer(create_app(Engine(other, big, bl.SmallOnly()), model_name=MODEL))
+    try:
+        body = {"model": MODEL, "prompt": "Hello", "max_tokens": 12, "stream": True,
+                "biglittle": {"return_origins": True}}
+        with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=HANG) as r:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    finally:
+        live.stop()
+    blocks = [e["biglittle"] for e in events if "pieces" in e.get("biglittle", {})]
+    tail = "".join(e["biglittle"].get("pieces_tail", "") for e in events if "stats" in e.get("biglittle", {}))
+    assert sum((b["token_ids"] for b in blocks), []) == ref.token_ids
+    assert "".join(e["choices"][0]["text"] for e in events) == ref.text
+    assert "".join(p for b in blocks for p in b["pieces"]) + tail == ref.text
 
 
 def test_models_health_metrics(server, client):
@@ -258,95 +368,176 @@ def test_bounded_load_every_answer_complete_and_equal_to_solo(server, text_pair)
 
 def test_burst_past_the_queue_gets_429s_and_the_rest_complete(text_pair):
     small, big = text_pair
-    live = LiveServer(create_app(Engine(small, big, bl.BiLD(), max_queue=3), model_name=MODEL))
+    engine = Engine(small, big, bl.BiLD(), max_queue=3)
+    full = signal_on(engine, "admit", lambda *_: engine.in_flight == 3)
+    live = LiveServer(create_app(engine, model_name=MODEL))
     expected = solo(text_pair, "Hello", max_new_tokens=48).text
-    barrier = threading.Barrier(16)
+    held = threading.Event()
+    engine.pool.submit(held.wait, HANG)  # the model thread is busy until the test says so
 
     def one(_):
-        barrier.wait()
         r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 48},
-                       timeout=120)
+                       timeout=HANG)
         return r.status_code, r.json()
 
     try:
-        with ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(one, range(16)))
+        with ThreadPoolExecutor(3) as pool:
+            first = [pool.submit(one, i) for i in range(3)]
+            assert full.wait(HANG)  # three requests wait: the queue is full
+            late = [one(i) for i in range(13)]
+            assert engine.in_flight == 3 and not any(f.done() for f in first)
+            held.set()
+            results = [f.result(timeout=HANG) for f in first]
     finally:
+        held.set()
         live.stop()
-    statuses = [s for s, _ in results]
-    assert set(statuses) <= {200, 429} and statuses.count(429) >= 1 and statuses.count(200) >= 3
-    assert all(body["choices"][0]["text"] == expected for s, body in results if s == 200)
-    assert all(body["error"]["type"] == "rate_limit_error" for s, body in results if s == 429)
+    assert [status for status, _ in late] == [429] * 13
+    assert all(body["error"]["type"] == "rate_limit_error" and body["error"]["code"] == "queue_full"
+               for _, body in late)
+    assert [status for status, _ in results] == [200] * 3
+    assert all(body["choices"][0]["text"] == expected for _, body in results)
 
 
-def test_client_disconnect_cancels_generation(server):
-    engine = server.server.config.app.state.engine
-    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 400, "stream": True}
-    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                break  # one chunk, then hang up
-    t0 = time.monotonic()
-    while engine.in_flight and time.monotonic() - t0 < 10:
-        time.sleep(0.05)
-    assert engine.in_flight == 0
+def test_client_disconnect_cancels_generation(text_pair):
+    small, big = text_pair
+    gate = Gate()
+    engine = Engine(small, big, gate.policy)
+    released = signal_on(engine, "release")
+    live = LiveServer(create_app(engine, model_name=MODEL))
+    try:
+        body = {"model": MODEL, "prompt": "Hello", "max_tokens": 400, "stream": True, **EVERY_CHUNK}
+        with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=HANG) as r:
+            lines = r.iter_lines()  # kept: an abandoned line iterator, once collected, closes the connection
+            next(line for line in lines if line.startswith("data: {"))  # one chunk
+            assert gate.reached.wait(HANG)  # the model thread is held inside the next round
+        # hung up: the server notices with nothing to send, and frees the job's place
+        assert released.wait(HANG) and engine.in_flight == 0
+        gate.opened.set()
+        assert gate.closed.wait(HANG)  # the worker saw the cancel flag right after the held round
+        assert gate.steps == 2         # of 400 tokens (one a round)
+    finally:
+        gate.opened.set()
+        live.stop()
 
 
 def test_request_timeout(text_pair):
     small, big = text_pair
-    live = LiveServer(create_app(Engine(small, big, bl.BigOnly(), timeout_s=0.05), model_name=MODEL))
-    try:
+    gate = Gate()
+    engine = Engine(small, big, gate.policy, timeout_s=0.5)
+    live = LiveServer(create_app(engine, model_name=MODEL))
+    try:  # the model thread is held (after the first round) until after the deadline
         r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 400},
-                       timeout=30)
+                       timeout=HANG)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+        assert engine.in_flight == 0
+        gate.opened.set()
+        assert gate.closed.wait(HANG) and gate.steps <= 2  # and the generation stops
     finally:
+        gate.opened.set()
         live.stop()
 
 
 def test_time_waiting_in_the_queue_counts_and_an_expired_job_never_runs(text_pair):
     small, big = text_pair
-    engine = Engine(small, big, bl.BiLD(), timeout_s=1.0)
+    gate = Gate()  # tells whether a generation ever starts
+    engine = Engine(small, big, gate.policy, timeout_s=0.5)
     live = LiveServer(create_app(engine, model_name=MODEL))
+    held = threading.Event()
     try:
-        busy = engine.pool.submit(time.sleep, 3.0)  # the model thread is taken for 3 s
-        t0 = time.monotonic()
+        busy = engine.pool.submit(held.wait, HANG)  # the model thread is taken until the test says so
         r = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 4},
-                       timeout=30)
-        waited = time.monotonic() - t0
+                       timeout=HANG)
+        # answered at its deadline while the worker is still busy, not when the worker got free
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
-        assert 0.9 < waited < 2.5  # answered at its deadline, not when the worker got free
-        busy.result(timeout=10)
-        engine.pool.submit(lambda: None).result(timeout=10)  # the expired job has had its turn
-        assert engine.in_flight == 0
+        assert not busy.done() and engine.in_flight == 0
+        held.set()
+        engine.pool.submit(lambda: None).result(timeout=HANG)  # the expired job has had its turn
+        assert gate.steps == 0 and not gate.closed.is_set()    # and did not start
         # the worker's side: a job whose time ran out while it waited reports that and never starts
         events = []
-        engine._work(Job("Hello", bl.BiLD(), {"max_new_tokens": 4}, timeout_s=0.0), lambda *e: events.append(e))
-        assert events == [("timeout", None)]
+        engine._work(Job("Hello", gate.policy, {"max_new_tokens": 4}, timeout_s=-1.0), lambda *e: events.append(e))
+        assert events == [("timeout", None)] and gate.steps == 0
+        engine.timeout_s = 300.0
+        gate.opened.set()
         ok = httpx.post(live.url + "/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 4},
-                        timeout=30)
+                        timeout=HANG)
         assert ok.status_code == 200
+        assert ok.json()["choices"][0]["text"] == solo(text_pair, "Hello", bl.BigOnly(), max_new_tokens=4).text
     finally:
+        held.set()
+        gate.opened.set()
         live.stop()
 
 
-def test_graceful_shutdown_finishes_or_ends_streams(text_pair):
+def test_shutdown_refuses_new_connections_and_lets_running_requests_finish(text_pair):
     small, big = text_pair
-    live = LiveServer(create_app(Engine(small, big, bl.BiLD()), model_name=MODEL))
-    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 300, "stream": True}
-    lines = []
-    with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=30) as r:
-        it = r.iter_lines()
-        lines.append(next(it))
-        stopper = threading.Thread(target=live.stop)
-        t0 = time.monotonic()
-        stopper.start()
-        try:
-            lines += list(it)
-        except httpx.HTTPError:
-            pass  # the server may end the stream early; it must not hang
-    stopper.join(30)
-    assert not live.thread.is_alive() and time.monotonic() - t0 < 30
-    assert lines[0].startswith("data: {")
+    gate = Gate()
+    engine = Engine(small, big, gate.policy)
+    both = signal_on(engine, "admit", lambda *_: engine.in_flight == 2)
+    live = LiveServer(create_app(engine, model_name=MODEL))
+    live.server.config.timeout_graceful_shutdown = HANG  # running requests get all the time they need
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 24, "stream": True, **EVERY_CHUNK}
+    queued = {}
+
+    def waiting_request():  # admitted before the shutdown, waiting behind the held stream
+        queued["r"] = httpx.post(live.url + "/v1/completions", timeout=HANG,
+                                 json={"model": MODEL, "prompt": "Once upon", "max_tokens": 8})
+
+    stopper, waiter = threading.Thread(target=live.stop), threading.Thread(target=waiting_request)
+    try:
+        with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=HANG) as r:
+            lines = r.iter_lines()
+            first = next(lines)
+            assert gate.reached.wait(HANG)  # the stream is held after its first chunk
+            waiter.start()
+            assert both.wait(HANG)
+            stopper.start()
+            until_refused(live.url)         # shutting down: no new connections
+            gate.opened.set()
+            rest = [line for line in lines if line]  # the stream in flight runs to its end
+        waiter.join(HANG)
+    finally:
+        gate.opened.set()
+        if not stopper.ident:
+            stopper.start()
+        stopper.join(HANG)
+    assert not live.thread.is_alive()
+    events = [json.loads(line[6:]) for line in [first, *rest] if line.startswith("data: {")]
+    assert rest[-1] == "data: [DONE]" and events[-1]["choices"][0]["finish_reason"] == "length"
+    assert "".join(e["choices"][0]["text"] for e in events) == \
+        solo(text_pair, "Hello", bl.BigOnly(), max_new_tokens=24).text
+    assert queued["r"].status_code == 200
+    assert queued["r"].json()["choices"][0]["text"] == solo(text_pair, "Once upon", bl.BigOnly(), max_new_tokens=8).text
+
+
+def test_shutdown_ends_a_stream_that_outlasts_the_grace_period(text_pair):
+    small, big = text_pair
+    gate = Gate()
+    engine = Engine(small, big, gate.policy)
+    live = LiveServer(create_app(engine, model_name=MODEL))
+    live.server.config.timeout_graceful_shutdown = 0.5
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 400, "stream": True, **EVERY_CHUNK}
+    stopper = threading.Thread(target=live.stop)
+    rest = []
+    try:
+        with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=HANG) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: {")
+            assert gate.reached.wait(HANG)  # held: the stream cannot end by itself
+            stopper.start()
+            with pytest.raises(httpx.RemoteProtocolError):  # cut after the grace period: the body ends unfinished
+                rest.extend(lines)
+        assert not gate.opened.is_set() and "data: [DONE]" not in rest
+        assert engine.in_flight == 0   # the job's place is freed
+        gate.opened.set()              # the held round ends; the worker stops the generation there
+        assert gate.closed.wait(HANG) and gate.steps == 2
+        live.thread.join(HANG)
+        assert not live.thread.is_alive()
+    finally:
+        gate.opened.set()
+        if not stopper.ident:
+            stopper.start()
+        stopper.join(HANG)
 
 
 def test_remote_refuses_a_server_with_another_tokenizer(server, tiny_dir):
@@ -357,9 +548,26 @@ def test_remote_refuses_a_server_with_another_tokenizer(server, tiny_dir):
         bl.load_model(f"remote:{server.url}#{MODEL}", tokenizer_from=other)
 
 
-def test_sampling_without_a_seed_differs_and_with_one_repeats(client):
-    def sample(**kw):
-        return client.completions.create(model=MODEL, prompt="Hello", max_tokens=30, temperature=1.0, **kw).choices[0].text
+def test_sampling_without_a_seed_differs_and_with_one_repeats(client, text_pair):
+    """Each answer is one token drawn from the big model's distribution q (temperature 2), so n
+    answers drawn with independent randomness are all the same with probability Σ q^n, which is
+    computed here: a test that fails by bad luck once in more than 10^8 runs."""
+    big = text_pair[1]
+    prompt, temperature, n = "def f(x):", 2.0, 16
+    q = torch.softmax(big.session().extend(big.tokenizer.encode(prompt))[-1] / temperature, -1)
+    assert float((q ** n).sum()) < 1e-8
 
-    assert sample() != sample()
-    assert sample(seed=5) == sample(seed=5)
+    def sample(**kw) -> tuple:
+        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=temperature,
+                                      extra_body={"biglittle": {"policy": "big", "return_origins": True}}, **kw)
+        return tuple(r.model_extra["biglittle"]["token_ids"])  # ids: distinct bytes can read as the same text
+
+    assert len({sample() for _ in range(n)}) > 1          # no seed: fresh randomness for every request
+    assert len({sample(seed=s) for s in range(n)}) > 1    # the seed is used
+    assert len({sample(seed=5) for _ in range(3)}) == 1   # and the same seed repeats
+
+    def long_sample(seed):  # the server's own policy (BiLD) over 30 tokens repeats too
+        return client.completions.create(model=MODEL, prompt="Hello", max_tokens=30, temperature=1.0,
+                                         seed=seed).choices[0].text
+
+    assert long_sample(5) == long_sample(5)

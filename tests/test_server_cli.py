@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ import biglittle as bl
 from live import free_port, wait_ready
 
 CLI = [sys.executable, "-c", "from biglittle.cli import app; app()", "serve"]
+HANG = 120  # seconds: bounds on blocking waits that only a hang reaches
 
 
 def start(text_pair, *args):
@@ -50,21 +50,24 @@ def test_serve_command_end_to_end_and_graceful_exit(text_pair, sig):
         ref = bl.generate(small, big, "Hello", policy=bl.Speculative(draft=3), max_new_tokens=12)
         assert r.choices[0].text == ref.text and r.model_extra["biglittle"]["stats"]["policy"] == ref.stats.policy
 
-        # a stream in flight when the signal comes: the process still exits, cleanly and soon
+        # a stream in flight when the signal comes: it runs to its end within the grace period
+        # (10 s) or is cut when that ends, whichever comes first on this machine; either way the
+        # process then exits cleanly (the bounds only catch a hang)
         body = {"model": "pair", "prompt": "Hello", "max_tokens": 480, "stream": True}
+        rest = []
         with httpx.stream("POST", url + "/v1/completions", json=body, headers={"Authorization": "Bearer k3y"},
-                          timeout=60) as resp:
+                          timeout=HANG) as resp:
             lines = resp.iter_lines()
             assert next(lines).startswith("data: {")
-            t0 = time.monotonic()
             proc.send_signal(sig)
             try:
-                for _ in lines:
-                    pass
-            except httpx.HTTPError:
-                pass  # the server may end the stream early; it must not hang
-        assert proc.wait(timeout=40) == 0
-        assert time.monotonic() - t0 < 40
+                rest.extend(line for line in lines if line)
+                cut = False
+            except httpx.RemoteProtocolError:  # the body ended unfinished: cut at the end of the grace period
+                cut = True
+        assert cut or rest[-1] == "data: [DONE]"
+        assert not any('"error"' in line for line in rest)
+        assert proc.wait(timeout=HANG) == 0
         assert "stopped" in proc.stderr.read()
         with pytest.raises(httpx.ConnectError):
             httpx.get(url + "/health", timeout=5)

@@ -9,7 +9,6 @@ import shutil
 import socket
 import sys
 import threading
-import time
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ import biglittle as bl
 from biglittle.server import Engine, Limits, create_app
 from biglittle.server.engine import Job
 from live import LiveServer
+from test_server import EVERY_CHUNK, HANG, Gate, signal_on
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 from load_bench import run_load  # noqa: E402
@@ -213,46 +213,66 @@ def test_drafter_override_and_copy_tokens_are_counted(live, text_pair):
 
 # ---------------------------------------------------------------- fairness and load
 
-def test_a_short_score_call_during_a_long_stream_finishes_first(text_pair):
+def test_a_short_score_call_during_a_long_stream_waits_for_one_round_not_the_stream(text_pair):
+    """Fairness: a score call that arrives while a long stream is running runs after the
+    stream's current round. The stream is held on the model thread inside its second round
+    while the score call is queued, so the order does not depend on the machine's speed."""
     small, big = text_pair
-    server = LiveServer(create_app(Engine(small, big, bl.BigOnly()), model_name=MODEL))
+    gate = Gate()
+    engine = Engine(small, big, gate.policy)
+    queued = signal_on(engine.pool, "submit", lambda fn, *_: fn == engine.score_job)
+    rounds_before_score = []
+    score = engine.score
+
+    def recorded(*args):
+        rounds_before_score.append(gate.steps)
+        return score(*args)
+    engine.score = recorded
+    server = LiveServer(create_app(engine, model_name=MODEL))
     ids = big.tokenizer.encode("Hello there")
-    ended = {}
+    result = {}
     try:
-        body = {"model": MODEL, "prompt": "Once upon", "max_tokens": 400, "stream": True}
-        with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=120) as r:
+        body = {"model": MODEL, "prompt": "Once upon", "max_tokens": 400, "stream": True, **EVERY_CHUNK}
+        with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=HANG) as r:
             lines = r.iter_lines()
             next(line for line in lines if line.startswith("data: {"))  # the stream is running
-            started = time.monotonic()
+            assert gate.reached.wait(HANG)  # ... and held inside its second round
 
-            def score():
-                ended["score"] = (post(server, "/v1/score", {"model": MODEL, "token_ids": ids}).status_code,
-                                  time.monotonic())
-            worker = threading.Thread(target=score)
+            def score_call():
+                result["r"] = post(server, "/v1/score", {"model": MODEL, "token_ids": ids})
+            worker = threading.Thread(target=score_call)
             worker.start()
-            for _ in lines:
-                pass
-            ended["stream"] = time.monotonic()
-            worker.join(60)
+            assert queued.wait(HANG)  # the score job is queued behind the held round
+            gate.opened.set()
+            worker.join(HANG)
+            rest = [line for line in lines if line]
     finally:
+        gate.opened.set()
         server.stop()
-    # the score call waits for a round or so of the stream, not for the rest of it
-    assert ended["score"][0] == 200 and ended["score"][1] - started < (ended["stream"] - started) / 2
+    assert result["r"].status_code == 200
+    assert rounds_before_score == [2]  # it ran right after the held round, before the other 398
+    assert rest[-1] == "data: [DONE]" and gate.steps == 400
 
 
 def test_a_score_job_past_its_deadline_never_runs(text_pair):
     small, big = text_pair
     engine = Engine(small, big, bl.BiLD(), timeout_s=0.5)
+    scored = signal_on(engine, "score")
     server = LiveServer(create_app(engine, model_name=MODEL))
+    held = threading.Event()
     try:
-        busy = engine.pool.submit(time.sleep, 2.0)  # the model thread is taken
+        busy = engine.pool.submit(held.wait, HANG)  # the model thread is taken until the test says so
         r = post(server, "/v1/score", {"model": MODEL, "token_ids": [1, 2, 3]})
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
-        busy.result(timeout=10)
+        assert not busy.done()  # answered at the deadline, while the worker was still busy
+        held.set()
+        engine.pool.submit(lambda: None).result(timeout=HANG)  # the expired job has had its turn
+        assert not scored.is_set()                             # and did not score
         with pytest.raises(TimeoutError):
-            engine.score_job(Job([1, 2, 3], timeout_s=0.0), 0, 5)
-        assert engine.in_flight == 0
+            engine.score_job(Job([1, 2, 3], timeout_s=-1.0), 0, 5)
+        assert not scored.is_set() and engine.in_flight == 0
     finally:
+        held.set()
         server.stop()
 
 

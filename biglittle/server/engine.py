@@ -45,6 +45,14 @@ class Closing(Exception):
     pass
 
 
+@dataclass(eq=False)  # compared by identity: removed from the cache by identity
+class ScoreSession:
+    """A /v1/score client's big-model session, and how many leading positions that client has
+    settled (its last request's context: a later request must agree with them to continue it)."""
+    tracked: TrackedSession
+    settled: int = 0
+
+
 @dataclass(eq=False)  # compared and hashed by identity: jobs live in a set
 class Job:
     """One admitted generation: what to run, and the flags the worker watches."""
@@ -93,7 +101,7 @@ class Engine:
         self.in_flight = 0
         self.closing = False
         self._jobs: set[Job] = set()
-        self._score_sessions: list[TrackedSession] = []  # a small prefix cache for /v1/score
+        self._score_sessions: list[ScoreSession] = []  # a small prefix cache for /v1/score, most recent first
 
     # ------------------------------------------------------------ admission
 
@@ -178,10 +186,6 @@ class Engine:
 
     # ------------------------------------------------------------ scoring
 
-    async def run(self, fn, *args):
-        """Run fn on the model thread and await its result."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-
     def score_job(self, job: Job, start: int, top_k: int) -> dict:
         """`score` for an admitted job, unless it was cancelled or ran out of time while it waited."""
         if job.cancel.is_set():
@@ -200,9 +204,19 @@ class Engine:
             raise PromptError(f"start must be in [0, {len(token_ids)}), got {start}")
         if big.context_length and len(token_ids) > big.context_length:
             raise PromptError(f"{len(token_ids)} tokens are beyond the context window of {big.context_length}")
-        session = self._score_session(token_ids)
-        feed = session.sync(token_ids, min_feed=len(token_ids) - start)
-        logp, elapsed = session.extend(feed, keep=len(token_ids) - start)
+        cached = self._score_session(token_ids)
+        try:
+            feed = cached.tracked.sync(token_ids, min_feed=len(token_ids) - start)
+            logp, elapsed = cached.tracked.extend(feed, keep=len(token_ids) - start)
+        except BaseException:
+            # the backend may have cached part of the call (positions its tracked tokens lack):
+            # a session in that state would give the next client wrong numbers
+            self._score_sessions.remove(cached)
+            raise
+        # what this client now treats as context: the positions up to `start` (rows from start on
+        # judge the tokens after it, which a client may take back); a whole-sequence score (start
+        # 0) takes nothing back
+        cached.settled = start + 1 if start else len(token_ids)
         values, ids = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1)
         rows = []
         for i in range(logp.shape[0]):
@@ -214,16 +228,27 @@ class Engine:
         return {"vocab_size": big.vocab_size, "start": start, "rows": rows, "elapsed_s": elapsed,
                 "computed": len(feed)}
 
-    def _score_session(self, token_ids: list[int]) -> TrackedSession:
-        """The cached session sharing the longest prefix with token_ids (remote clients resend the
-        whole sequence each call; this makes each call cost only its new tokens)."""
-        def shared(s: TrackedSession) -> int:
-            return common_prefix(s.tokens, token_ids)
+    def _score_session(self, token_ids: list[int]) -> ScoreSession:
+        """The cached session this request may continue, else a new one (the least recently used
+        one goes when the cache is full). Remote clients resend the whole sequence each call, so
+        continuing their session makes each call cost only its new tokens.
 
-        best = max(self._score_sessions, key=shared, default=None)
-        if best is None or (shared(best) == 0 and len(self._score_sessions) < SCORE_SESSIONS):
-            best = TrackedSession(self.big.session(), "big", Stats())
-            self._score_sessions.append(best)
-        self._score_sessions.remove(best)
+        A request may continue a session only where it agrees with everything that session's
+        client has settled: the whole session is a prefix of the request (a growing sequence),
+        or the request differs only in tokens the last call put up to be judged (the same client
+        after a rollback: its rejected drafts). A request that merely shares a prefix with
+        another client's sequence (a chat template, a system prompt) gets a session of its own
+        instead of truncating that client's, which would make both recompute on every call."""
+        def agreed(c: ScoreSession) -> int:
+            return common_prefix(c.tracked.tokens, token_ids)
+
+        fits = [c for c in self._score_sessions if agreed(c) >= c.settled]
+        best = max(fits, key=agreed, default=None)  # ties: the most recently used (listed first)
+        if best is None:
+            if len(self._score_sessions) >= SCORE_SESSIONS:
+                self._score_sessions.pop()  # the least recently used
+            best = ScoreSession(TrackedSession(self.big.session(), "big", Stats()))
+        else:
+            self._score_sessions.remove(best)
         self._score_sessions.insert(0, best)  # most recently used first
         return best

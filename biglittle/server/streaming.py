@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from .engine import Events, Job
 from .errors import as_api_error, error_body, event_error
 
-PIECE_WINDOW = 8  # tokens of context when decoding each streamed token's own text
+PIECE_WINDOW = 8  # tokens of context (and of new tokens per decode) for each streamed token's own text
 
 
 class JobStream(StreamingResponse):
@@ -115,17 +115,27 @@ def pieces(tokenizer, seen: list[int], new: list[int]) -> list[str]:
     """Each new token's own text, for colouring: decode a short window of the tokens before
     it plus the new ones, and give each token what it adds to the window's text. A token
     that ends inside a character gets "" and the one that completes it the whole character.
-    The window (not the whole text so far) keeps each chunk's cost on the event loop flat."""
+
+    This runs on the event loop, where it is cheap and safe. Cheap: a block of at most
+    PIECE_WINDOW new tokens after at most PIECE_WINDOW tokens of context, so each token costs
+    one decode of ≤ 2·PIECE_WINDOW tokens however long the chunk (a cascade's kept answer is
+    one chunk) or the text so far. Safe: decoding only reads the tokenizer (a fast tokenizer's
+    decode never needs it mutably; llama.cpp's token-to-piece reads the vocabulary's tables),
+    as the model thread's own detokenizer does meanwhile and the log-prob strings here do too.
+    """
     if tokenizer is None:
         return [str(t) for t in new]
-    window = seen[-PIECE_WINDOW:]
-    text = tokenizer.decode(window).rstrip("\ufffd")
-    out = []
-    for i in range(1, len(new) + 1):
-        longer = tokenizer.decode(window + new[:i]).rstrip("\ufffd")
-        piece = longer[len(text):] if longer.startswith(text) else ""
-        text += piece
-        out.append(piece)
+    out: list[str] = []
+    context = list(seen[-PIECE_WINDOW:])
+    for lo in range(0, len(new), PIECE_WINDOW):
+        block = new[lo: lo + PIECE_WINDOW]
+        text = tokenizer.decode(context).rstrip("\ufffd")
+        for i in range(1, len(block) + 1):
+            longer = tokenizer.decode(context + block[:i]).rstrip("\ufffd")
+            piece = longer[len(text):] if longer.startswith(text) else ""
+            text += piece
+            out.append(piece)
+        context = (context + block)[-PIECE_WINDOW:]
     return out
 
 
@@ -180,9 +190,13 @@ class GenerationRun:
         self.created = int(time.time())
         self.events = self.engine.submit(job)
         self.finished = False
-        # log-probs asked for: format them with the tokenizer of the tokens written
+        # the model whose vocabulary the committed tokens are in (as the library decodes the text):
+        # the big model's whenever the policy uses it (a cascade or router needs one shared
+        # tokenizer; drafts of a small model with another one reach the loop as big-model
+        # tokens), else the small model's. Token pieces and log-prob strings use its tokenizer.
         out_model = self.engine.big if job.policy.uses_big or self.engine.small is None else self.engine.small
-        self.logprobs = LogprobFormat(out_model.tokenizer) if job.options.get("logprobs") is not None else None
+        self.tokenizer = out_model.tokenizer
+        self.logprobs = LogprobFormat(self.tokenizer) if job.options.get("logprobs") is not None else None
 
     def finish(self) -> None:
         """Once per job, however it ends: stop the worker (a no-op if it is done) and free the
@@ -226,10 +240,10 @@ class GenerationRun:
             while kind == "chunk":
                 extra = {}
                 if self.with_origins and value.token_ids:
-                    texts = pieces(self.engine.big.tokenizer, seen, value.token_ids)
+                    texts = pieces(self.tokenizer, seen, value.token_ids)
                     extra["biglittle"] = {"token_ids": value.token_ids, "origins": value.origins,
                                           "reasons": value.reasons, "pieces": texts}
-                    seen.extend(value.token_ids)
+                    seen = (seen + value.token_ids)[-PIECE_WINDOW:]  # the next chunk's context
                     shown += "".join(texts)
                 lps = self.logprobs.format(self.chat, value.token_ids, value.logprobs) \
                     if self.logprobs is not None and value.token_ids else None
