@@ -1,6 +1,6 @@
 """The shape of the code: imports run one way (down), no cycles, short modules, no private names
 across files, and the library never imports itself by its public name. Reads every module's
-imports with `ast`, including imports inside functions (shared/DESIGN.md §3)."""
+imports with `ast`, including imports inside functions (docs/architecture.md, "layers")."""
 import ast
 import pathlib
 

@@ -1,4 +1,5 @@
-"""The exact limit cases of DESIGN.md §2, token for token, on tiny fp32 models."""
+"""The exact limit cases (docs/architecture.md, "acceptance rules and limit cases"), token for
+token, on tiny fp32 models."""
 import math
 
 import pytest

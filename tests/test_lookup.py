@@ -63,7 +63,7 @@ def measured(costs_ms: dict[int, float], prompt_ms_per_position: float | None = 
     return s
 
 
-# shared/DESIGN.md §7: the 1.5B on llama.cpp, Q4_K_M and BF16 (ms per call of k positions)
+# docs/architecture.md ("the cost of a block"): the 1.5B on llama.cpp, Q4_K_M and BF16 (ms per call of k positions)
 Q4 = {1: 41, 2: 67, 3: 89, 4: 114, 6: 174, 8: 247, 10: 298, 12: 331, 16: 318, 24: 420}
 BF16 = {1: 113, 2: 137, 3: 142, 4: 163, 6: 180, 8: 186, 10: 210, 12: 234, 16: 255, 24: 327}
 

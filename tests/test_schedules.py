@@ -161,7 +161,8 @@ def test_a_request_reads_the_prompt_alone_even_where_the_pair_says_draft(clocked
     assert teacher.schedule.credit == 100.0
 
 
-# One big-model call scoring k positions, Qwen2.5-Coder-1.5B on llama.cpp, 2 threads (shared/DESIGN.md §7)
+# One big-model call scoring k positions, Qwen2.5-Coder-1.5B on llama.cpp, 2 threads
+# (docs/architecture.md, "the cost of a block")
 BF16 = {1: .113, 2: .137, 3: .142, 4: .163, 6: .180, 8: .186, 10: .210, 12: .234, 16: .255, 24: .327, 32: .397,
         48: .544}
 Q4 = {1: .041, 2: .067, 3: .089, 4: .114, 6: .174, 8: .247, 10: .298, 12: .331, 16: .318, 24: .420, 32: .463,

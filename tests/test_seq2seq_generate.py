@@ -1,5 +1,5 @@
 """Encoder–decoder pairs through `generate` / `stream`: the prompt is the source, the loop and
-every policy run unchanged, and the limit cases of DESIGN §2 hold token for token (tiny seeded
+every policy run unchanged, and the limit cases (docs/architecture.md) hold token for token (tiny seeded
 fp32 T5 and Marian models)."""
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """What the big model costs to score a block of n positions, measured, per size.
 
-The curve is not a line (shared/DESIGN.md §7: on a CPU each extra position costs ~26 ms up to
-12 positions and ~14 ms from 16 on; on a GPU a block of 8 costs about one token), so each size
-keeps the median of its recent calls (medians: one stall of a shared machine must not move it).
+The curve is not a line (docs/architecture.md, "the cost of a block": on a CPU each extra
+position costs ~26 ms up to 12 positions and ~14 ms from 16 on; on a GPU a block of 8 costs
+about one token), so each size keeps the median of its recent calls (medians: one stall of a
+shared machine must not move it).
 A size never measured is estimated from its measured neighbours; past the largest measured size
 the last measured slope continues, and with only one size measured, each extra position costs
 what a position cost while the big model read the prompt.

@@ -14,8 +14,8 @@ from ..decoding.result import Stats
 class Costs:
     """Seconds per forward pass: a small call (one token), and a big call of k positions costing
     big_call_s + k · big_position_s. A straight line: on a CPU a block of k costs far less than
-    k single tokens and the curve bends (shared/DESIGN.md §7), which is why tune ranks by the
-    clock and keeps this estimate only where it agrees with it."""
+    k single tokens and the curve bends (docs/architecture.md, "the cost of a block"), which is
+    why tune ranks by the clock and keeps this estimate only where it agrees with it."""
     small_call_s: float
     big_call_s: float
     big_position_s: float = 0.0
