@@ -73,12 +73,15 @@ def signal_on(obj, method: str, when=lambda *args, **kwargs: True) -> threading.
 
 
 def until_refused(url: str) -> None:
-    """Wait until the server at url refuses new connections (it has begun to shut down)."""
+    """Wait until the server at url refuses new connections (it has begun to shut down): the
+    connection is refused, or the kernel accepted it into the closing socket's backlog and it is
+    closed without an answer (seen on a fresh clone: "Server disconnected without sending a
+    response"). Either way no new request is served."""
     give_up = time.monotonic() + HANG
     while time.monotonic() < give_up:
         try:
             httpx.get(url + "/health", timeout=5)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
             return
         time.sleep(0.05)
     raise AssertionError(f"{url} still accepts connections")
