@@ -16,7 +16,9 @@ checksum does not match (truncated, corrupted) is detected by `verify`/`ensure` 
 Derived models (e.g. qwen2.5-coder-1.5b-bf16) are not downloaded: `pull` gets their source model
 as above, then converts it with llama.cpp's own quantize (convert.py, in a child process whose
 progress drives the bar) into a temporary file, checked against the catalog's size and sha256
-(the conversion is deterministic) before it is renamed into place.
+(the conversion is deterministic) before it is renamed into place. The pure-Q4_0 copies
+(qwen2.5-coder-*-q4_0: every tensor Q4_0, llama.cpp's `pure`) are made the same way; OpenVINO
+reads them into the IR of the `ov:` spec (models/openvino_ir.py).
 
 entries.py holds the models and pairs, store.py the cache and its checks, fetch.py the pulling,
 convert.py the conversion.

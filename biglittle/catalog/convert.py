@@ -1,6 +1,6 @@
 """Converting a GGUF file to another llama.cpp file type (e.g. BF16) with llama.cpp's own quantize.
 
-The conversion runs in a child process (`python -m biglittle.catalog.convert SRC DST FTYPE`):
+The conversion runs in a child process (`python -m biglittle.catalog.convert SRC DST FTYPE [pure]`):
 llama.cpp prints its progress ("[  12/ 291] blk.0.attn_k.weight ...") from C to stderr, which
 the parent can only read as the child's output; and a Ctrl-C or an error kills the child, never
 leaving llama.cpp half-way through inside the user's process.
@@ -26,21 +26,24 @@ def tensor_count(path: str) -> int | None:
     return struct.unpack("<Q", head[8:16])[0]
 
 
-def quantize(src: str, dst: str, ftype: str) -> int:
+def quantize(src: str, dst: str, ftype: str, pure: bool = False) -> int:
     """Convert in this process; llama.cpp's return code (0: done). Requantizing is allowed, since
-    the catalog's sources are already quantized (the result has their quality, at ftype's size)."""
+    the catalog's sources are already quantized (the result has their quality, at ftype's size).
+    pure: every tensor in ftype, the output layer and embeddings too (llama.cpp otherwise keeps
+    some at a higher precision), which is the form OpenVINO GenAI's GGUF reader turns into int4."""
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
     params.allow_requantize = True
+    params.pure = pure
     return llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
 
 
-def run(src: str, dst: str, ftype: str, progress: Callable[[int], None]) -> tuple[int, str]:
+def run(src: str, dst: str, ftype: str, progress: Callable[[int], None], pure: bool = False) -> tuple[int, str]:
     """Convert src into dst in a child process; `progress(done)` is told how many tensors are
     written, as each one is. Returns the exit code and the tail of llama.cpp's log (for an error message)."""
-    cmd = [sys.executable, "-m", "biglittle.catalog.convert", src, dst, ftype]
+    cmd = [sys.executable, "-m", "biglittle.catalog.convert", src, dst, ftype, *(["pure"] if pure else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
     log: list[str] = []
     try:
@@ -57,4 +60,4 @@ def run(src: str, dst: str, ftype: str, progress: Callable[[int], None]) -> tupl
 
 
 if __name__ == "__main__":
-    sys.exit(1 if quantize(*sys.argv[1:4]) else 0)
+    sys.exit(1 if quantize(*sys.argv[1:4], pure=sys.argv[4:5] == ["pure"]) else 0)

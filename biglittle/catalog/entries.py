@@ -42,6 +42,7 @@ class ModelEntry:
     tokenizer: str = ""           # tokenizer family: two models pair only if theirs are the same
     derived_from: str = ""        # made here from this catalog model (no parts) by llama.cpp's conversion
     ftype: str = ""               # ... to this llama.cpp file type (LLAMA_FTYPE_MOSTLY_<ftype>), e.g. "BF16"
+    pure: bool = False            # ... with every tensor in ftype (llama.cpp's quantize `pure`)
 
     @property
     def default_spec(self) -> str:
@@ -69,6 +70,19 @@ def _bf16(source: ModelEntry, name: str, filename: str, size: int, sha256: str) 
                       source=f"made here from {source.name} by llama.cpp's quantize to BF16 "
                              "(sha256 recorded with llama-cpp-python 0.3.36)",
                       license=source.license, tokenizer=source.tokenizer, derived_from=source.name, ftype="BF16")
+
+
+def _q4_0(source: ModelEntry, name: str, filename: str, size: int, sha256: str) -> ModelEntry:
+    """A pure Q4_0 copy of a catalog model (every tensor Q4_0, the output layer too), made here by
+    llama.cpp's requantization of its Q4_K_M file: the form OpenVINO GenAI's GGUF reader turns
+    into an int4 IR (the `ov:` spec). Deterministic like the BF16 copies, so checked the same way."""
+    return ModelEntry(name, f"{source.description.split(',')[0]} as a pure Q4_0 GGUF: the source of its "
+                      "OpenVINO IR (ov:)",
+                      filename, (), size, sha256,
+                      source=f"made here from {source.name} by llama.cpp's quantize to pure Q4_0 "
+                             "(sha256 recorded with llama-cpp-python 0.3.36)",
+                      license=source.license, tokenizer=source.tokenizer, derived_from=source.name, ftype="Q4_0",
+                      pure=True)
 
 
 MODELS: dict[str, ModelEntry] = {e.name: e for e in [
@@ -103,6 +117,10 @@ MODELS.update({e.name: e for e in [
           1_266_425_728, "3bd08a231ff05c1e97062f82493b4dc2b6cfe2c5a88d784a61bbe3acd31f26dd"),
     _bf16(MODELS["qwen2.5-coder-1.5b"], "qwen2.5-coder-1.5b-bf16", "qwen2.5-coder-1.5b-instruct-bf16.gguf",
           3_560_416_320, "c1fd16a323f82f28c373064978dedf1cc553ab32509c94c1bfc634cb04080d15"),
+    _q4_0(MODELS["qwen2.5-coder-0.5b"], "qwen2.5-coder-0.5b-q4_0", "qwen2.5-coder-0.5b-instruct-q4_0-pure.gguf",
+          360_662_912, "0e453f0655205b749b4e5f471990d2380dba2ccb8ddc9f643af97184fb599694"),
+    _q4_0(MODELS["qwen2.5-coder-1.5b"], "qwen2.5-coder-1.5b-q4_0", "qwen2.5-coder-1.5b-instruct-q4_0-pure.gguf",
+          1_006_060_608, "cc94333faa91832d8c4b4c76b06761b73951920545f60d4032560ca174305dd2"),
 ]})
 
 PAIRS: dict[str, PairEntry] = {p.name: p for p in [

@@ -190,12 +190,12 @@ def derive(entry: ModelEntry, source: Path, target: Path, reporter: Reporter) ->
     if free < entry.size:  # say so now, not after a minute of converting into a full disk
         raise CatalogError(f"{entry.name} needs {entry.size / 1e9:.1f} GB in {target.parent}; "
                            f"{free / 1e9:.1f} GB are free")
-    reporter.stage(f"converting {source.name} to {entry.ftype} (llama.cpp)",
+    reporter.stage(f"converting {source.name} to {entry.ftype}{' (pure)' if entry.pure else ''} (llama.cpp)",
                    total=convert.tensor_count(str(source)))
     try:
         with _temp_beside(target) as (fd, tmp):
             os.close(fd)  # llama.cpp writes the file itself
-            code, log = convert.run(str(source), str(tmp), entry.ftype, progress)
+            code, log = convert.run(str(source), str(tmp), entry.ftype, progress, pure=entry.pure)
             if code != 0:
                 raise CatalogError(f"{entry.name}: llama.cpp could not convert {source.name} to {entry.ftype} "
                                    f"(exit {code}):\n{log}")
@@ -259,7 +259,8 @@ def _download_and_assemble(entry: ModelEntry, target: Path, reporter: Reporter, 
 def origin(entry: ModelEntry) -> str:
     """Where a model's file comes from, in a few words, for messages."""
     if entry.derived_from:
-        return f"made here from {entry.derived_from} by llama.cpp's conversion to {entry.ftype}"
+        pure = " (pure: every tensor)" if entry.pure else ""
+        return f"made here from {entry.derived_from} by llama.cpp's conversion to {entry.ftype}{pure}"
     return f"from PyPI: {entry.source}"
 
 

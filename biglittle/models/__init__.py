@@ -55,6 +55,31 @@ def _load_hf_gguf(spec: str, rest: str, **kw) -> Model:
     return load_hf_gguf(spec, _gguf_file(spec, rest), **kw)
 
 
+def _load_ov(spec: str, rest: str, dtype: str | None = None, device: str | None = "auto", **kw) -> Model:
+    """ov:NAME (a catalog model: its pure-Q4_0 copy, made into an IR once) or ov:/path/to/IR/folder.
+    The tokenizer is the GGUF's own, read by llama.cpp, so it is the gguf: copy's exactly."""
+    import os
+
+    from .openvino_ir import catalog_gguf, folder_source, ir_folder, require_openvino
+
+    if device not in (None, "auto", "cpu"):  # the IR is compiled for OpenVINO's CPU plugin
+        raise ModelSpecError(f"{spec}: the OpenVINO backend runs on the CPU; drop device={device!r}")
+    require_openvino(spec)  # before pulling or converting anything
+    from .. import catalog
+
+    if rest in catalog.MODELS and not os.path.exists(rest):
+        gguf = catalog_gguf(spec, rest)
+        xml = ir_folder(gguf) / "openvino_model.xml"
+    else:
+        xml, gguf = folder_source(spec, rest)
+    from .llamacpp import gguf_tokenizer
+    from .openvino import load_openvino_ir
+
+    tokenizer, eos_ids, context = gguf_tokenizer(gguf)
+    n_ctx = kw.pop("n_ctx", None)  # as for gguf: a window of n_ctx positions, never past the trained one
+    return load_openvino_ir(spec, str(xml), tokenizer, eos_ids, min(context, n_ctx or context), **kw)
+
+
 # prefix → (loader(spec, rest, **kwargs), one-line help). Backends add themselves here.
 LOADERS: dict[str, tuple[Callable[..., Model], str]] = {
     "hf": (_load_hf, "hf:<hub-id-or-folder>   a transformers causal LM"),
@@ -63,6 +88,8 @@ LOADERS: dict[str, tuple[Callable[..., Model], str]] = {
     "gguf": (_load_gguf, "gguf:<file.gguf or catalog name>   llama.cpp (quantized, fast on CPUs)"),
     "hf-gguf": (_load_hf_gguf, "hf-gguf:<file.gguf or catalog name>   transformers dequantizes the GGUF "
                 "(cached as safetensors)"),
+    "ov": (_load_ov, "ov:<Qwen catalog name or IR folder>   OpenVINO on the CPU (int4 IR made once from the "
+           "pure-Q4_0 GGUF; flat block costs)"),
     "remote": (_load_remote, "remote:<http://host:port>#<model>   the big model on a biglittle, vLLM or "
                "llama-cpp-python server"),
 }

@@ -32,6 +32,7 @@ import torch
 from ..errors import ModelSpecError
 from ..signal_points import c_callback, pause_point
 from ..tokens import common_prefix
+from .chat_template import render_chat
 
 
 DEFAULT_SEQUENCES = 16  # sessions with their own KV state at once: the server's default --max-queue
@@ -70,24 +71,6 @@ class LlamaCppTokenizer:
         # the template writes the BOS itself where the model wants one
         ids = list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
         return ids
-
-
-def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "") -> str:
-    """Render a chat template (Jinja2, sandboxed) as transformers does, with the prompt for the
-    assistant's turn at the end."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = raise_exception
-    env.filters.setdefault("tojson", lambda x, indent=None, ensure_ascii=False: __import__("json").dumps(
-        x, indent=indent, ensure_ascii=ensure_ascii))
-    return env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                            bos_token=bos_token, eos_token=eos_token)
 
 
 class LlamaCppSession:
@@ -369,6 +352,19 @@ def _eog_ids(llm) -> set[int]:
         if llama_cpp.llama_vocab_is_eog(vocab, t):
             ids.add(t)
     return ids
+
+
+def gguf_tokenizer(path: str) -> tuple[LlamaCppTokenizer, frozenset[int], int]:
+    """A GGUF's tokenizer, end-of-generation ids and training context, from a vocab-only load (no
+    weights), for a backend that runs the same model from another format (ov:): the same tokens."""
+    from llama_cpp import Llama
+
+    quiet_logs(True)  # a vocab-only load still makes a context, and llama.cpp warns about it
+    llm = Llama(model_path=path, vocab_only=True, verbose=False)
+    meta = llm.metadata or {}
+    # no hyperparameters are read (n_ctx_train is 0): the header's key has the training context
+    trained = int(float(meta.get(f"{meta.get('general.architecture', '')}.context_length", 0)))
+    return LlamaCppTokenizer(llm, meta.get("tokenizer.chat_template")), frozenset(_eog_ids(llm)), trained
 
 
 def load_llamacpp(spec: str, path: str, dtype: str | None = None, device: str | None = "auto",
