@@ -29,6 +29,15 @@ from typing import Protocol, Sequence, runtime_checkable
 import torch
 
 
+def extend_args(token_ids: Sequence[int], keep: int | None) -> tuple[list[int], int]:
+    """A session's extend arguments as every backend reads them: the ids as ints (none is an
+    error), and how many rows to return (all by default, else `keep` within 1..len)."""
+    ids = [int(t) for t in token_ids]
+    if not ids:
+        raise ValueError("extend needs at least one token")
+    return ids, len(ids) if keep is None else max(1, min(keep, len(ids)))
+
+
 @runtime_checkable
 class Session(Protocol):
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:

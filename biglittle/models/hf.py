@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ModelSpecError
+from .base import extend_args
 from .device import resolve_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -116,11 +117,7 @@ class HFSession:
 
     @torch.inference_mode()
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        new = [int(t) for t in token_ids]
-        n = len(new)
-        if n == 0:
-            raise ValueError("extend needs at least one token")
-        keep = n if keep is None else max(1, min(keep, n))
+        new, keep = extend_args(token_ids, keep)
         with self._model.lock:  # the net and its modules are the model's, shared by its sessions
             fed = self._ids[self._cached:] + new  # what the cache lacks (only after a failure on a stuck cache)
             ids = torch.tensor([fed], dtype=torch.long, device=self._model.device)

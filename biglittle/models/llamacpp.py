@@ -32,6 +32,7 @@ import torch
 from ..errors import ModelSpecError
 from ..signal_points import c_callback, pause_point
 from ..tokens import common_prefix
+from .base import extend_args
 from .chat_template import render_chat
 
 
@@ -83,11 +84,8 @@ class LlamaCppSession:
         return len(self.tokens)
 
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = [int(t) for t in token_ids]
+        ids, keep = extend_args(token_ids, keep)
         n = len(ids)
-        if n == 0:
-            raise ValueError("extend needs at least one token")
-        keep = n if keep is None else max(1, min(keep, n))
         m = self._model
         if len(self.tokens) + n > m.context_length:
             raise ValueError(f"the sequence ({len(self.tokens) + n} tokens) would not fit the llama.cpp "

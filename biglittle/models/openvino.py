@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelSpecError, PromptError
+from .base import extend_args
 
 INSTALL_HINT = "pip install 'biglittle[openvino]'"
 
@@ -80,11 +81,8 @@ class OpenVINOSession:
         return len(self.tokens)
 
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        ids = [int(t) for t in token_ids]
+        ids, keep = extend_args(token_ids, keep)
         n = len(ids)
-        if n == 0:
-            raise ValueError("extend needs at least one token")
-        keep = n if keep is None else max(1, min(keep, n))
         m = self._model
         if len(self.tokens) + n > m.context_length:
             raise PromptError(f"the sequence ({len(self.tokens) + n} tokens) would not fit {m.spec}'s "

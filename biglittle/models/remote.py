@@ -46,6 +46,7 @@ import torch
 
 from ..errors import ModelSpecError, RemoteError, VocabMismatchError
 from ..tokens import TOKENIZER_PROBE
+from .base import extend_args
 from .remote_dialects import BiglittleDialect, LlamaCppServerDialect, Rows, VllmDialect
 from .remote_transport import Http, malformed
 
@@ -59,10 +60,7 @@ class RemoteSession:
         return len(self.tokens)
 
     def extend(self, token_ids: Sequence[int], keep: int | None = None) -> torch.Tensor:
-        new = list(token_ids)
-        if not new:
-            raise ValueError("extend needs at least one token")
-        keep = len(new) if keep is None else max(1, min(keep, len(new)))
+        new, keep = extend_args(token_ids, keep)
         seq = self.tokens + new
         start = len(seq) - keep  # first row: the distribution after token seq[start]
         rows = self.model.dialect.score(seq, start, self.model.top_k)
